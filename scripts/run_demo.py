@@ -1,0 +1,57 @@
+"""`make demo`: execute every notebook in notebooks/ headless, in order, offline profile.
+
+Executed copies go to outputs/, figures (saved by the notebooks) to assets/. Notebooks are
+stored without outputs; this never modifies them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--profile", default="offline", help="offline (default) or gpt2")
+    parser.add_argument("--fast", action="store_true", help="pass FAST=True (test-sized runs)")
+    parser.add_argument("--only", nargs="*", help="run only notebooks whose name contains one of these")
+    args = parser.parse_args()
+
+    import papermill
+
+    notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    if args.only:
+        notebooks = [nb for nb in notebooks if any(key in nb.name for key in args.only)]
+    if not notebooks:
+        print("[demo] no notebooks found in notebooks/ yet; nothing to run.")
+        return 0
+    out_dir = ROOT / "outputs"
+    out_dir.mkdir(exist_ok=True)
+    (ROOT / "assets").mkdir(exist_ok=True)
+    results, total = [], time.perf_counter()
+    for i, nb in enumerate(notebooks, 1):
+        print(f"[demo {i}/{len(notebooks)}] {nb.name} ...", flush=True)
+        start = time.perf_counter()
+        papermill.execute_notebook(
+            str(nb),
+            str(out_dir / nb.name),
+            parameters={"PROFILE": args.profile, "FAST": args.fast},
+            cwd=str(nb.parent),
+            progress_bar=False,
+            kernel_name="python3",
+        )
+        took = time.perf_counter() - start
+        results.append((nb.name, took))
+        print(f"[demo {i}/{len(notebooks)}] {nb.name} done in {took:.0f} s", flush=True)
+    print(f"\n[demo] all {len(results)} notebook(s) ran in {time.perf_counter() - total:.0f} s")
+    print(f"[demo] executed notebooks: {out_dir}")
+    print(f"[demo] figures:            {ROOT / 'assets'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""load_sae routes, Neuronpedia ids from SAELens's yaml, and model/SAE compatibility checks."""
+
+import pytest
+import torch
+
+import saelab
+from saelab import saes
+
+
+def test_folder_round_trip_encodes_identically(tmp_path, make_sae):
+    sae = make_sae(576, 64, "blocks.20.hook_resid_pre", seed=3)
+    sae.save_model(tmp_path / "my_sae")
+    loaded = saelab.load_sae(tmp_path / "my_sae", device="cpu")
+    x = torch.randn(5, 576) * 200
+    torch.testing.assert_close(loaded.encode(x), sae.encode(x))
+    assert loaded.cfg.metadata.hook_name == "blocks.20.hook_resid_pre"
+    # A suite folder plus an id works too, the way the bundled suite is laid out.
+    again = saelab.load_sae(tmp_path, "my_sae", device="cpu")
+    torch.testing.assert_close(again.encode(x), sae.encode(x))
+
+
+def test_folder_without_cfg_explains(tmp_path, make_sae):
+    make_sae(576, 8, "blocks.1.hook_resid_pre").save_model(tmp_path / "inner")
+    with pytest.raises(FileNotFoundError, match=r"pass one as sae_id: \['inner'\]"):
+        saelab.load_sae(tmp_path)
+
+
+def test_bundled_suite_resolves_to_data(monkeypatch, tmp_path, make_sae):
+    monkeypatch.setenv("SAELAB_DATA", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="make saes"):
+        saelab.load_sae("saelab-smollm2-135m", "blocks.20.hook_resid_pre")
+    make_sae(576, 8, "blocks.20.hook_resid_pre").save_model(
+        tmp_path / "saes" / "saelab-smollm2-135m" / "blocks.20.hook_resid_pre"
+    )
+    sae = saelab.load_sae("saelab-smollm2-135m", "blocks.20.hook_resid_pre", device="cpu")
+    assert sae.cfg.d_sae == 8
+    with pytest.raises(ValueError, match=r"Valid ids: \['blocks.20.hook_resid_pre'\]"):
+        saelab.load_sae("saelab-smollm2-135m", "blocks.99.hook_resid_pre")
+
+
+def test_unknown_release_and_id():
+    with pytest.raises(ValueError, match="Did you mean.*gpt2-small-res-jb"):
+        saelab.load_sae("gpt2-small-res-jbb", "blocks.8.hook_resid_pre")
+    with pytest.raises(ValueError, match=r"not in release 'gpt2-small-res-jb'. Valid ids: \['blocks.0.hook_resid_pre'"):
+        saelab.load_sae("gpt2-small-res-jb", "blocks.8.hook_resid_middle")
+
+
+def test_release_download_failure_is_explained(monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(saes.SAE, "from_pretrained", offline)
+    with pytest.raises(OSError, match="offline, use the bundled suite"):
+        saelab.load_sae("gpt2-small-res-jb", "blocks.8.hook_resid_pre", device="cpu")
+
+
+def test_neuronpedia_ids_come_from_sae_lens_yaml():
+    assert saes.neuronpedia_id("gpt2-small-res-jb", "blocks.8.hook_resid_pre") == "gpt2-small/8-res-jb"
+    # The pitfall: resid_post at the last layer is filed under layer 12, not 11.
+    assert saes.neuronpedia_id("gpt2-small-res-jb", "blocks.11.hook_resid_post") == "gpt2-small/12-res-jb"
+    assert saes.neuronpedia_url("gpt2-small/8-res-jb", 10399) == "https://www.neuronpedia.org/gpt2-small/8-res-jb/10399"
+    assert saes.neuronpedia_url(None, 3) is None
+    assert saes.neuronpedia_id("saelab-smollm2-135m", "blocks.20.hook_resid_pre") is None
+
+
+def test_model_loading_options_from_release_metadata():
+    assert saes.release_model_kwargs("gpt2-small-res-jb") == {"center_writing_weights": True}
+    assert saes.release_model_kwargs("not-a-release") == {}
+
+
+def test_sae_neuronpedia_url_from_metadata(make_sae):
+    sae = make_sae(768, 8, "blocks.8.hook_resid_pre", model_name="gpt2-small")
+    assert saes.sae_neuronpedia_url(sae, 5) is None
+    sae.cfg.metadata.neuronpedia_id = "gpt2-small/8-res-jb"
+    assert saes.sae_neuronpedia_url(sae, 5) == "https://www.neuronpedia.org/gpt2-small/8-res-jb/5"
+
+
+@pytest.mark.parametrize(
+    "hook, stop",
+    [
+        ("blocks.0.hook_resid_pre", 0),
+        ("blocks.8.hook_resid_pre", 8),
+        ("blocks.8.hook_resid_post", 9),
+        ("blocks.8.hook_mlp_out", 9),
+        ("blocks.8.attn.hook_z", 9),
+        ("ln_final.hook_normalized", None),
+    ],
+)
+def test_stop_layer_for_hook(hook, stop):
+    assert saes.stop_layer_for_hook(hook) == stop

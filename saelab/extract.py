@@ -86,6 +86,15 @@ class PerTokenFeatures:
     def n_texts(self) -> int:
         return len(self.tokens)
 
+    def __len__(self) -> int:
+        return self.n_texts
+
+    def __getitem__(self, i: int) -> Float[Tensor, "pos d_sae"]:
+        """``result[i]`` is text ``i``'s dense ``[pos, d_sae]`` activations."""
+        if not -self.n_texts <= i < self.n_texts:
+            raise IndexError(f"text index {i} out of range for {self.n_texts} texts")
+        return self.dense(i % self.n_texts)
+
     def dense(self, i: int) -> Float[Tensor, "pos d_sae"]:
         """Dense activations of text ``i`` (one text at a time keeps memory bounded)."""
         start, end = int(self.text_row_start[i]), int(self.text_row_start[i + 1])

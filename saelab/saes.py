@@ -17,7 +17,7 @@ from sae_lens import SAE
 from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 from transformer_lens import HookedTransformer
 
-from saelab.models import default_device
+from saelab.models import default_device, load_model
 from saelab.paths import data_dir
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,18 @@ def release_model_kwargs(release: str) -> dict[str, Any]:
 def model_kwargs_for_sae(sae: SAE) -> dict[str, Any]:
     """Model loading options recorded in a loaded SAE's metadata."""
     return dict(getattr(sae.cfg.metadata, "model_from_pretrained_kwargs", None) or {})
+
+
+def load_model_for_sae(sae: SAE, device: str | torch.device | None = None) -> HookedTransformer:
+    """Load the model an SAE was trained on, with the loading options its metadata asks for.
+
+    gpt2-small-res-jb, for example, expects ``center_writing_weights=True``; reading it from
+    the SAE keeps the model and the SAE consistent without anyone remembering that.
+    """
+    name = getattr(sae.cfg.metadata, "model_name", None)
+    if not name:
+        raise ValueError("This SAE's metadata has no model_name; call saelab.load_model(name) yourself.")
+    return load_model(name, device, from_pretrained_kwargs=model_kwargs_for_sae(sae))
 
 
 def sae_hook_name(sae: SAE) -> str:

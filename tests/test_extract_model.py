@@ -63,7 +63,8 @@ def test_bos_exclusion(model, sae):
 def test_per_token_matches_pooled(model, sae):
     per_token = saelab.extract_features(model, sae, TEXTS, pooling=None, batch_size=3)
     pooled = saelab.extract_features(model, sae, TEXTS, pooling="max")
-    assert per_token.n_texts == len(TEXTS)
+    assert per_token.n_texts == len(per_token) == len(TEXTS)
+    torch.testing.assert_close(per_token[-1], per_token.dense(len(TEXTS) - 1))
     for i in range(len(TEXTS)):
         dense = per_token.dense(i)
         assert dense.shape == (len(per_token.tokens[i]), 256)

@@ -88,3 +88,16 @@ def test_sae_neuronpedia_url_from_metadata(make_sae):
 )
 def test_stop_layer_for_hook(hook, stop):
     assert saes.stop_layer_for_hook(hook) == stop
+
+
+def test_load_model_for_sae_follows_metadata(monkeypatch, make_sae):
+    calls = {}
+    monkeypatch.setattr(saes, "load_model", lambda name, device, from_pretrained_kwargs: calls.update(
+        name=name, kwargs=from_pretrained_kwargs) or "model")
+    sae = make_sae(768, 8, "blocks.8.hook_resid_pre", model_name="gpt2-small")
+    sae.cfg.metadata.model_from_pretrained_kwargs = {"center_writing_weights": True}
+    assert saes.load_model_for_sae(sae) == "model"
+    assert calls == {"name": "gpt2-small", "kwargs": {"center_writing_weights": True}}
+    sae.cfg.metadata.model_name = None
+    with pytest.raises(ValueError, match="no model_name"):
+        saes.load_model_for_sae(sae)

@@ -24,14 +24,16 @@ _EXPORTS = {
     "load_dataset": "saelab.data",
     "load_model": "saelab.models",
     "load_sae": "saelab.saes",
+    "evaluate_sae": "saelab.evals",
 }
-_SUBMODULES = {"profiles", "models", "saes", "extract", "data", "paths", "browser"}
+_SUBMODULES = {"profiles", "models", "saes", "extract", "data", "paths", "browser", "evals", "train", "store", "corpus"}
 
 __all__ = sorted([*_EXPORTS, "profiles"])
 
 if TYPE_CHECKING:
     from saelab import profiles
     from saelab.data import load_dataset
+    from saelab.evals import evaluate_sae
     from saelab.extract import PerTokenFeatures, dense_vs_sparse, extract_features
     from saelab.models import load_model
     from saelab.saes import load_sae

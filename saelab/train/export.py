@@ -1,0 +1,201 @@
+"""Export a trained SAE in SAELens disk format: ``cfg.json`` + ``sae_weights.safetensors``.
+
+``sae_lens.SAE.load_from_disk(path)`` loads the folder as the matching architecture
+(relu -> ``standard``, jumprelu -> ``jumprelu``, topk -> ``topk``) and encodes exactly as
+:meth:`TrainableSAE.encode` does: both subtract b_dec from the input before the encoder
+(``apply_b_dec_to_input=True``), JumpReLU stores the threshold itself, and TopK decoder
+rows are already unit-norm so ``rescale_acts_by_decoder_norm`` stays off.
+
+Weights may be stored in a smaller dtype (the bundled suite uses float16) while
+``cfg.json`` says ``float32``: SAELens casts weights to the config's dtype on load, so the
+folder stays small on disk and computes in float32.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from safetensors.torch import save_file
+from torch import Tensor
+
+from saelab.train.kernels import TrainableSAE
+
+if TYPE_CHECKING:
+    from sae_lens import SAE
+
+SAE_LENS_ARCHITECTURE = {"relu": "standard", "jumprelu": "jumprelu", "topk": "topk"}
+"""saelab activation -> SAELens architecture name."""
+STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+CFG_FILENAME = "cfg.json"
+WEIGHTS_FILENAME = "sae_weights.safetensors"
+
+
+def sae_lens_state_dict(
+    sae: TrainableSAE, *, dtype: str = "float32", input_scale: float = 1.0
+) -> dict[str, Tensor]:
+    """The tensors SAELens expects, on CPU, contiguous, in ``dtype``.
+
+    A tied decoder is materialised as its own ``W_dec``. ``input_scale`` is the factor the
+    training activations were multiplied by; it is folded in so the exported SAE reads raw
+    activations: W_enc * s, W_dec / s, b_dec / s (pre-activations, hence thresholds and
+    top-k choices, are unchanged).
+    """
+    if dtype not in STORAGE_DTYPES:
+        raise ValueError(f"Unknown storage dtype {dtype!r}; valid: {list(STORAGE_DTYPES)}")
+    if not input_scale > 0:
+        raise ValueError(f"input_scale must be > 0, got {input_scale}")
+    with torch.no_grad():
+        state = {
+            "W_enc": sae.W_enc * input_scale,
+            "b_enc": sae.b_enc.clone(),
+            "W_dec": sae.W_dec / input_scale,
+            "b_dec": sae.b_dec / input_scale,
+        }
+        if sae.cfg.activation == "jumprelu":
+            state["threshold"] = sae.threshold.clone()
+        out_dtype = STORAGE_DTYPES[dtype]
+        return {name: t.detach().to("cpu", out_dtype).contiguous() for name, t in state.items()}
+
+
+def sae_lens_cfg_dict(
+    sae: TrainableSAE, *, extra_metadata: Mapping[str, Any] | None = None, storage_dtype: str = "float32"
+) -> dict[str, Any]:
+    """The ``cfg.json`` contents: SAELens's inference config plus provenance metadata."""
+    import sae_lens
+
+    cfg = sae.cfg
+    out: dict[str, Any] = {
+        "architecture": SAE_LENS_ARCHITECTURE[cfg.activation],
+        "d_in": cfg.d_in,
+        "d_sae": cfg.d_sae,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": True,
+        "normalize_activations": "none",
+        "reshape_activations": "none",
+    }
+    if cfg.activation == "topk":
+        out["k"] = cfg.k
+        out["rescale_acts_by_decoder_norm"] = False
+    metadata: dict[str, Any] = {
+        # Without a version, SAELens treats the config as pre-6.0 and rewrites it.
+        "sae_lens_version": sae_lens.__version__,
+        "sae_lens_training_version": None,
+        "model_name": cfg.model_name,
+        "hook_name": cfg.hook_name,
+        "hook_head_index": None,
+        "context_size": cfg.context_size,
+        "prepend_bos": cfg.prepend_bos,
+        "dataset_path": cfg.dataset,
+        "model_from_pretrained_kwargs": {},
+        "trained_with": "saelab",
+        "saelab_version": _saelab_version(),
+        "saelab_storage_dtype": storage_dtype,
+        "saelab_train_config": cfg.to_dict(),
+    }
+    metadata.update(extra_metadata or {})
+    out["metadata"] = metadata
+    return out
+
+
+def save_sae(
+    sae: TrainableSAE,
+    path: str | Path,
+    *,
+    dtype: str = "float32",
+    input_scale: float = 1.0,
+    extra_metadata: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``sae`` to the folder ``path`` in SAELens disk format and return the path.
+
+    The folder is written next to its destination under a temporary name, flushed to disk,
+    and renamed into place, so a reader never sees a half-written SAE. An existing folder at
+    ``path`` is replaced. ``dtype`` is the storage dtype of the weights; ``input_scale`` is
+    folded in (see :func:`sae_lens_state_dict`); ``extra_metadata`` (JSON-serialisable) is
+    merged into ``cfg.json``'s metadata, e.g. training tokens or final metrics.
+    """
+    state = sae_lens_state_dict(sae, dtype=dtype, input_scale=input_scale)
+    cfg_dict = sae_lens_cfg_dict(sae, extra_metadata=extra_metadata, storage_dtype=dtype)
+    cfg_dict["metadata"]["saelab_input_scale_folded"] = input_scale
+    text = json.dumps(cfg_dict, indent=2)  # fails here, before touching the disk, if not serialisable
+
+    def write(folder: Path) -> None:
+        save_file(state, str(folder / WEIGHTS_FILENAME), metadata={"format": "pt"})
+        (folder / CFG_FILENAME).write_text(text + "\n")
+
+    return write_dir_atomically(Path(path), write)
+
+
+def to_sae_lens(
+    sae: TrainableSAE, *, input_scale: float = 1.0, device: str | torch.device | None = None
+) -> SAE:
+    """The same SAE as an in-memory ``sae_lens.SAE`` (float32), without touching the disk."""
+    from sae_lens import SAE
+
+    cfg_dict = sae_lens_cfg_dict(sae)
+    cfg_dict["metadata"]["saelab_input_scale_folded"] = input_scale
+    cfg_dict["device"] = str(torch.device(device) if device is not None else sae.device)
+    out = SAE.from_dict(cfg_dict)
+    state = sae_lens_state_dict(sae, input_scale=input_scale)
+    out.load_state_dict({name: t.to(out.device) for name, t in state.items()})
+    return out.eval()
+
+
+def write_dir_atomically(path: Path, write: Callable[[Path], None]) -> Path:
+    """Create the folder ``path`` by calling ``write(tmp)`` on a sibling temporary folder,
+    fsyncing it, then renaming it into place (replacing any previous folder).
+
+    rename(2) cannot replace a non-empty directory, so an old folder is first renamed
+    aside, and deleted once the new one is in place: at every moment ``path`` is either
+    the complete old folder, missing (only between the two renames), or the complete new one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        write(tmp)
+        for file in tmp.iterdir():
+            _fsync(file)
+        _fsync(tmp)
+        old = None
+        if path.exists():
+            if not path.is_dir():
+                raise FileExistsError(f"{path} exists and is not a folder; refusing to replace it with an SAE folder")
+            old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(path, old)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            if old is not None:
+                os.replace(old, path)
+            raise
+        _fsync(path.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _saelab_version() -> str:
+    try:
+        return importlib.metadata.version("saelab")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,67 @@
+"""Adam, the learning-rate schedule (linear warm-up, constant, linear decay to 0) and one step.
+
+The full training loop (data, logging, checkpoints) lives elsewhere; these are the pieces
+it and the tests share.
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from saelab.train.config import TrainConfig
+from saelab.train.kernels import TrainableSAE, TrainStepOutput
+
+
+def lr_lambda(step: int, cfg: TrainConfig) -> float:
+    """Multiplier of ``cfg.lr`` at optimiser step ``step`` (0-based).
+
+    Rises linearly to 1 over ``lr_warmup_steps`` (starting at 1/warmup, not 0, so the first
+    step is not wasted), stays at 1, then falls linearly to 0 over the final
+    ``lr_decay_steps`` steps: the last step uses 1/decay, a step past the end 0.
+    """
+    factor = 1.0
+    if cfg.lr_warmup_steps > 0:
+        factor = min(factor, (step + 1) / cfg.lr_warmup_steps)
+    if cfg.lr_decay_steps > 0:
+        factor = min(factor, max(cfg.total_steps - step, 0) / cfg.lr_decay_steps)
+    elif step >= cfg.total_steps:
+        factor = 0.0
+    return factor
+
+
+def make_optimizer(sae: TrainableSAE, cfg: TrainConfig | None = None) -> torch.optim.Adam:
+    """Adam over the SAE's parameters, fused where torch has a fused kernel.
+
+    The fused kernel matters on CPU: one pass over 5M parameters takes ~10 ms instead of
+    ~100 ms for the default multi-tensor version, which would be a fifth of a TopK step.
+    """
+    cfg = cfg or sae.cfg
+    kwargs = dict(lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps)
+    try:
+        return torch.optim.Adam(sae.parameters(), fused=True, **kwargs)
+    except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
+        return torch.optim.Adam(sae.parameters(), **kwargs)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_lambda(step, cfg))
+
+
+def train_step(
+    sae: TrainableSAE,
+    optimizer: torch.optim.Optimizer,
+    batch: Float[Tensor, "batch d_in"],
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+) -> TrainStepOutput:
+    """One optimisation step: forward, backward, Adam, the SAE's constraints, the schedule."""
+    sae.train()
+    optimizer.zero_grad(set_to_none=True)
+    out = sae.forward_train(batch)
+    out.loss.backward()
+    optimizer.step()
+    sae.post_step()
+    if scheduler is not None:
+        scheduler.step()
+    return out

@@ -1,0 +1,194 @@
+"""The training loop: batches in, a trained SAE out, with checkpoints, progress and logging.
+
+The trainer consumes activation batches and knows nothing about models or corpora. Data
+comes from a *batch source*: a function ``start -> iterator of [batch, d_in] tensors`` that
+yields the same batches from position ``start`` whenever it is asked. That is what makes
+resume exact: a checkpoint stores the step (= batches consumed), and a resumed run asks the
+source to start there, with the SAE, optimizer, schedule and RNG states restored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from saelab.train.checkpoint import capture_rng, load_latest, restore_rng, save_checkpoint
+from saelab.train.config import TrainConfig
+from saelab.train.kernels import TrainableSAE, TrainStepOutput
+from saelab.train.optim import make_optimizer, make_scheduler, train_step
+
+log = logging.getLogger(__name__)
+
+BatchSource = Callable[[int], Iterator[Float[Tensor, "batch d_in"]]]
+"""``source(start)`` yields batches ``start, start+1, ...``; the same ones on every call."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How a run is carried out (not what is trained): checkpoints, logging, progress."""
+
+    checkpoint_dir: str | None = None
+    """Folder for periodic checkpoints; None disables checkpointing (and resume)."""
+    checkpoint_every: int = 200
+    """Steps between checkpoints. A final checkpoint is always written at the end."""
+    keep_checkpoints: int = 2
+    """How many recent checkpoints to keep on disk."""
+    resume: bool = True
+    """Continue from the newest checkpoint in ``checkpoint_dir`` when there is one."""
+    log_every: int = 10
+    """Steps between rows of the returned history (and W&B logs)."""
+    progress: bool = True
+    """Show a tqdm bar with live L0 and explained variance."""
+    use_wandb: bool = False
+    """Log to Weights & Biases (works with WANDB_MODE=offline; wandb is optional)."""
+    wandb_project: str = "saelab"
+    """W&B project name."""
+    init_b_dec_from_first_batch: bool = True
+    """Start b_dec at the geometric median of the first batch (a step-0 heuristic from
+    Bricken et al. 2023) so early steps learn features, not the mean."""
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_every < 1 or self.log_every < 1 or self.keep_checkpoints < 1:
+            raise ValueError("checkpoint_every, log_every and keep_checkpoints must be >= 1")
+
+
+@dataclass
+class TrainResult:
+    """A finished (or resumed-and-finished) run."""
+
+    sae: TrainableSAE
+    cfg: TrainConfig
+    history: pd.DataFrame
+    """One row every ``log_every`` steps: step, loss, each loss part, l0, explained_variance, lr."""
+    resumed_from: int | None = None
+    """Step of the checkpoint the run continued from, if any."""
+    final: dict[str, float] = field(default_factory=dict)
+    """Metrics of the last step."""
+
+
+def fit(cfg: TrainConfig, source: BatchSource, run: RunConfig | None = None) -> TrainResult:
+    """Train an SAE for ``cfg.total_steps`` steps on batches from ``source``."""
+    run = run or RunConfig()
+    torch.manual_seed(cfg.seed)
+    sae = TrainableSAE(cfg)
+    optimizer = make_optimizer(sae, cfg)
+    scheduler = make_scheduler(optimizer, cfg)
+    start, history = _maybe_resume(run, sae, optimizer, scheduler)
+    logger = _WandbLogger(cfg, run) if run.use_wandb else None
+    batches = source(start)
+    bar = tqdm(total=cfg.total_steps, initial=start, desc=f"train {cfg.activation}", disable=not run.progress)
+    out: TrainStepOutput | None = None
+    try:
+        for step in range(start, cfg.total_steps):
+            batch = _next_batch(batches, step, cfg).to(sae.device)
+            if step == 0 and run.init_b_dec_from_first_batch:
+                sae.init_b_dec(batch)
+            out = train_step(sae, optimizer, batch, scheduler)
+            if not torch.isfinite(out.loss):
+                raise FloatingPointError(f"Loss became {out.loss.item()} at step {step}; lower lr or check the data.")
+            if (step + 1) % run.log_every == 0 or step + 1 == cfg.total_steps:
+                row = _metrics_row(step + 1, out, scheduler)
+                history.append(row)
+                bar.set_postfix(l0=f"{row['l0']:.1f}", ev=f"{row['explained_variance']:.3f}")
+                if logger:
+                    logger.log(row)
+            if run.checkpoint_dir and ((step + 1) % run.checkpoint_every == 0 or step + 1 == cfg.total_steps):
+                _save(run, step + 1, sae, optimizer, scheduler, history)
+            bar.update(1)
+    finally:
+        bar.close()
+        if logger:
+            logger.finish()
+    frame = pd.DataFrame(history)
+    return TrainResult(
+        sae=sae.eval(),
+        cfg=cfg,
+        history=frame,
+        resumed_from=start or None,
+        final=frame.iloc[-1].to_dict() if len(frame) else {},
+    )
+
+
+def _next_batch(batches: Iterator[Tensor], step: int, cfg: TrainConfig) -> Tensor:
+    try:
+        batch = next(batches)
+    except StopIteration:
+        raise ValueError(
+            f"The batch source ran out at step {step} of {cfg.total_steps}; give it more tokens "
+            f"({cfg.total_steps * cfg.batch_size:,} needed) or more epochs."
+        ) from None
+    if batch.ndim != 2 or batch.shape[1] != cfg.d_in:
+        raise ValueError(f"Expected batches of shape [batch, {cfg.d_in}], got {tuple(batch.shape)}")
+    return batch
+
+
+def _metrics_row(step: int, out: TrainStepOutput, scheduler) -> dict[str, float]:  # noqa: ANN001
+    row = {"step": step, "loss": float(out.loss.detach()), "l0": float(out.l0), "explained_variance": float(out.explained_variance)}
+    row.update({name: float(value) for name, value in out.losses.items()})
+    row["lr"] = float(scheduler.get_last_lr()[0])
+    return row
+
+
+def _save(run: RunConfig, step: int, sae, optimizer, scheduler, history) -> None:  # noqa: ANN001
+    state = {
+        "sae": sae.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": capture_rng(),
+        "history": list(history),
+        "cfg": sae.cfg.to_dict(),
+    }
+    save_checkpoint(run.checkpoint_dir, step, state, keep=run.keep_checkpoints)
+
+
+def _maybe_resume(run: RunConfig, sae, optimizer, scheduler) -> tuple[int, list[dict[str, float]]]:  # noqa: ANN001
+    if not (run.checkpoint_dir and run.resume):
+        return 0, []
+    ckpt = load_latest(run.checkpoint_dir, map_location=sae.device)
+    if ckpt is None:
+        return 0, []
+    if ckpt.state["cfg"] != sae.cfg.to_dict():
+        raise ValueError(
+            f"The checkpoint in {run.checkpoint_dir} was written with a different TrainConfig; "
+            "use another checkpoint_dir or delete it to start over."
+        )
+    sae.load_state_dict(ckpt.state["sae"])
+    optimizer.load_state_dict(ckpt.state["optimizer"])
+    scheduler.load_state_dict(ckpt.state["scheduler"])
+    restore_rng(ckpt.state["rng"])
+    log.info("Resuming from %s (step %d)", ckpt.path, ckpt.step)
+    return ckpt.step, list(ckpt.state["history"])
+
+
+class _WandbLogger:
+    """Weights & Biases, imported only when asked for (it is not a hard dependency)."""
+
+    def __init__(self, cfg: TrainConfig, run: RunConfig) -> None:
+        try:
+            import wandb
+        except ImportError as err:
+            raise ImportError("use_wandb=True needs the `wandb` package: pip install wandb") from err
+        self._run = wandb.init(project=run.wandb_project, config=cfg.to_dict(), reinit=True)
+
+    def log(self, row: dict[str, Any]) -> None:
+        self._run.log({k: v for k, v in row.items() if k != "step"}, step=int(row["step"]))
+
+    def finish(self) -> None:
+        self._run.finish()
+
+
+def checkpoint_folder(root: str | Path, cfg: TrainConfig) -> Path:
+    """A per-config checkpoint folder, so runs with different settings never collide."""
+    import hashlib
+
+    digest = hashlib.sha256(cfg.to_json().encode()).hexdigest()[:10]
+    return Path(root) / f"{cfg.activation}-{cfg.hook_name}-{digest}"

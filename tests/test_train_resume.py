@@ -1,0 +1,73 @@
+"""A run killed with SIGKILL part-way and resumed ends where an uninterrupted run ends."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from saelab.train.checkpoint import list_checkpoints
+from saelab.train.synthetic import synthetic_source
+from saelab.train.trainer import RunConfig, fit
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tests_resume_config import CFG  # noqa: E402
+
+WORKER = Path(__file__).parent / "_resume_worker.py"
+
+
+def _run_worker(ckpt: Path, out: Path, delay: float) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent), OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, str(WORKER), str(ckpt), str(out), str(delay)], env=env)
+
+
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
+    reference = fit(CFG, synthetic_source(CFG.d_in, CFG.batch_size, seed=7), RunConfig(progress=False))
+
+    ckpt, out = tmp_path / "ckpt", tmp_path / "final.pt"
+    worker = _run_worker(ckpt, out, delay=0.05)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(p.name >= "ckpt-000000010.pt" for p in list_checkpoints(ckpt)):
+        time.sleep(0.02)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    assert worker.returncode == -signal.SIGKILL, "the worker finished before it could be killed"
+    assert not out.exists()
+    killed_at = max(int(p.name[5:14]) for p in list_checkpoints(ckpt))
+    assert 10 <= killed_at < CFG.total_steps
+    for path in list_checkpoints(ckpt):  # every file a resume could pick is complete
+        assert torch.load(path, weights_only=False)["step"] == int(path.name[5:14])
+
+    resumed = _run_worker(ckpt, out, delay=0.0)
+    assert resumed.wait(timeout=120) == 0
+    final = torch.load(out)
+    assert final["resumed_from"] == killed_at
+    for name, value in reference.sae.state_dict().items():
+        torch.testing.assert_close(final["state"][name], value, msg=f"{name} differs after resume")
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    source = synthetic_source(CFG.d_in, CFG.batch_size, seed=7)
+    fit(CFG, source, RunConfig(checkpoint_dir=str(tmp_path), checkpoint_every=10, progress=False))
+    other = type(CFG).from_dict({**CFG.to_dict(), "k": 5})
+    with pytest.raises(ValueError, match="different TrainConfig"):
+        fit(other, source, RunConfig(checkpoint_dir=str(tmp_path), progress=False))
+
+
+def test_fit_learns_and_reports_history():
+    result = fit(CFG, synthetic_source(CFG.d_in, CFG.batch_size, seed=7), RunConfig(progress=False, log_every=10))
+    assert list(result.history["step"]) == [10, 20, 30, 40]
+    assert result.history["explained_variance"].iloc[-1] > result.history["explained_variance"].iloc[0]
+    assert result.final["l0"] == pytest.approx(CFG.k, abs=1e-6)
+
+
+def test_source_that_runs_out_is_explained():
+    def short(start):
+        return iter([torch.randn(CFG.batch_size, CFG.d_in)] * 3)
+
+    with pytest.raises(ValueError, match="ran out at step 3"):
+        fit(CFG, short, RunConfig(progress=False))

@@ -68,7 +68,8 @@ class TrainResult:
     sae: TrainableSAE
     cfg: TrainConfig
     history: pd.DataFrame
-    """One row every ``log_every`` steps: step, loss, each loss part, l0, explained_variance, lr."""
+    """One row every ``log_every`` steps: step, loss, loss_<part> for each weighted loss part
+    (loss_mse, loss_l1 | loss_l0 | loss_aux), l0, explained_variance, lr."""
     resumed_from: int | None = None
     """Step of the checkpoint the run continued from, if any."""
     final: dict[str, float] = field(default_factory=dict)
@@ -133,7 +134,7 @@ def _next_batch(batches: Iterator[Tensor], step: int, cfg: TrainConfig) -> Tenso
 
 def _metrics_row(step: int, out: TrainStepOutput, scheduler) -> dict[str, float]:  # noqa: ANN001
     row = {"step": step, "loss": float(out.loss.detach()), "l0": float(out.l0), "explained_variance": float(out.explained_variance)}
-    row.update({name: float(value) for name, value in out.losses.items()})
+    row.update({f"loss_{name}": float(value.detach()) for name, value in out.losses.items()})
     row["lr"] = float(scheduler.get_last_lr()[0])
     return row
 

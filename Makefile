@@ -18,7 +18,7 @@ help:
 	@echo "make bench      run the benchmark scripts in bench/"
 
 setup: $(STAMP)
-	@$(PY) scripts/ensure_chromium.py
+	@$(PY) scripts/ensure_system_deps.py
 
 # Re-run the install only when the pins change.
 $(STAMP): requirements.txt pyproject.toml

@@ -1,0 +1,142 @@
+"""From a model and a corpus to a saved, evaluated SAE: the steps the CLI, `make saes` and
+notebook 04 share.
+
+    store = activation_store(model, hooks, n_tokens=2_000_000)
+    run = train_on_store(store, cfg, RunConfig(checkpoint_dir=...), target_l0=32)
+    path = save_sae(run.sae, out_dir, dtype="float16")
+    result = evaluate_saved(model, path, store)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+from transformer_lens import HookedTransformer
+
+from saelab.corpus import CorpusConfig
+from saelab.evals import EvalResult, evaluate_sae
+from saelab.saes import load_sae
+from saelab.store import ActivationStore, StoreConfig, build_store
+from saelab.train.calibrate import CalibrationConfig, CalibrationResult, calibrate_sparsity
+from saelab.train.config import TrainConfig
+from saelab.train.trainer import BatchSource, RunConfig, TrainResult, fit
+
+log = logging.getLogger(__name__)
+
+
+def activation_store(
+    model: HookedTransformer,
+    hooks: Sequence[str],
+    *,
+    n_tokens: int,
+    seq_len: int = 128,
+    seed: int = 0,
+    held_out_fraction: float = 0.05,
+    corpus: CorpusConfig | None = None,
+    progress: bool = True,
+) -> ActivationStore:
+    """Build (or reuse) a store of ``n_tokens`` rows per hook from the offline corpus mix."""
+    # The corpus must hold a bit more than the store needs: BOS, separators and special
+    # tokens are not stored, and packing cuts the last document.
+    corpus = corpus or CorpusConfig(target_tokens=int(n_tokens * 1.25) + 10_000, seed=seed)
+    cfg = StoreConfig(
+        model_name=model.cfg.model_name,
+        hooks=tuple(hooks),
+        seq_len=seq_len,
+        n_tokens=n_tokens,
+        held_out_fraction=held_out_fraction,
+    )
+    return build_store(model, corpus, cfg, progress=progress)
+
+
+def store_source(store: ActivationStore, hook: str, batch_size: int, seed: int) -> BatchSource:
+    """A resumable batch source over the store's training split (epochs repeat as needed)."""
+
+    def source(start: int):
+        return store.iter_batches(hook, batch_size, seed=seed, start_batch=start, epochs=None, drop_last=True)
+
+    return source
+
+
+@dataclasses.dataclass
+class PipelineRun:
+    """A trained SAE and how it got there."""
+
+    train: TrainResult
+    calibration: CalibrationResult | None
+
+    @property
+    def sae(self):  # noqa: ANN201 (TrainableSAE)
+        return self.train.sae
+
+
+def train_on_store(
+    store: ActivationStore,
+    cfg: TrainConfig,
+    run: RunConfig | None = None,
+    *,
+    target_l0: float | None = None,
+    calibration_steps: int = 200,
+) -> PipelineRun:
+    """Optionally calibrate sparsity to ``target_l0``, then train ``cfg`` on the store."""
+    if cfg.hook_name not in store.hooks:
+        raise ValueError(f"cfg.hook_name {cfg.hook_name!r} is not in the store; it has {list(store.hooks)}")
+    if store.d_in(cfg.hook_name) != cfg.d_in:
+        raise ValueError(f"cfg.d_in={cfg.d_in} but the store's {cfg.hook_name} has width {store.d_in(cfg.hook_name)}")
+    source = store_source(store, cfg.hook_name, cfg.batch_size, cfg.seed)
+    calibration = None
+    if target_l0 is not None:
+        calib = CalibrationConfig(
+            target_l0=target_l0,
+            steps_per_trial=calibration_steps,
+            measure_last=max(1, calibration_steps // 4),
+        )
+        calibration = calibrate_sparsity(cfg, source, calib)
+        cfg = calibration.cfg
+    cfg = dataclasses.replace(cfg, context_size=store.seq_len)
+    return PipelineRun(train=fit(cfg, source, run), calibration=calibration)
+
+
+def evaluate_saved(
+    model: HookedTransformer,
+    sae_path: str | Path,
+    store: ActivationStore,
+    *,
+    max_sequences: int | None = None,
+    progress: bool = True,
+) -> EvalResult:
+    """Evaluate a saved SAE (as SAELens loads it) on the store's held-out sequences, which
+    training never saw."""
+    sae = load_sae(sae_path, device=model.cfg.device)
+    tokens = store.tokens("held_out")
+    if max_sequences is not None:
+        tokens = tokens[:max_sequences]
+    return evaluate_sae(model, sae, tokens, progress=progress)
+
+
+def summary_table(results: Mapping[str, tuple[TrainResult, EvalResult | None]]) -> pd.DataFrame:
+    """Seed 000's closing results box: one row per SAE, training and held-out numbers side by side."""
+    rows = []
+    for name, (train, evaluation) in results.items():
+        row = {
+            "sae": name,
+            "activation": train.cfg.activation,
+            "d_sae": train.cfg.d_sae,
+            "steps": train.cfg.total_steps,
+            "train_l0": train.final.get("l0"),
+            "train_explained_variance": train.final.get("explained_variance"),
+        }
+        if evaluation is not None:
+            row.update(
+                l0=evaluation.l0,
+                explained_variance=evaluation.explained_variance,
+                ce_loss_recovered=evaluation.ce_loss_recovered,
+                kl_div=evaluation.kl_div,
+                dead_fraction=evaluation.dead_fraction,
+            )
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("sae")

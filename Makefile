@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.saelab-setup-stamp
 TORCH_PIN := torch==2.13.0
 
-.PHONY: setup test test-fast demo bench clean-cache help
+.PHONY: setup test test-fast demo bench saes clean-cache help
 
 help:
 	@echo "make setup      create .venv and install everything (idempotent)"
@@ -16,6 +16,7 @@ help:
 	@echo "make test-fast  run only the fast tests"
 	@echo "make demo       execute all notebooks headless into outputs/, figures into assets/"
 	@echo "make bench      run the benchmark scripts in bench/"
+	@echo "make saes       retrain the bundled SAE suite into data/saes/ (hours on CPU; uses CUDA if present)"
 
 setup: $(STAMP)
 	@$(PY) scripts/ensure_system_deps.py
@@ -43,6 +44,10 @@ demo: setup
 
 bench: setup
 	$(PY) bench/extract.py
+
+# The heavy job: never run by CI. Resumes where it stopped.
+saes: setup
+	$(PY) scripts/train_suite.py
 
 clean-cache:
 	rm -rf "$${SAELAB_CACHE:-$$HOME/.cache/saelab}"

@@ -31,3 +31,14 @@ def test_cli_trains_saves_and_evaluates(tmp_path, monkeypatch, capsys, model):
     printed = capsys.readouterr().out
     for row in ("train_l0", "explained_variance", "ce_loss_recovered", "dead_fraction"):
         assert row in printed
+
+
+def test_markdown_table():
+    import pandas as pd
+
+    from saelab.train.pipeline import markdown_table
+
+    frame = pd.DataFrame({"l0": [32.0, 31.5], "name": ["a", "b"]}, index=pd.Index(["x", "y"], name="sae"))
+    assert markdown_table(frame).splitlines() == [
+        "| sae | l0 | name |", "|---|---|---|", "| x | 32.000 | a |", "| y | 31.500 | b |",
+    ]

@@ -140,3 +140,15 @@ def summary_table(results: Mapping[str, tuple[TrainResult, EvalResult | None]]) 
             )
         rows.append(row)
     return pd.DataFrame(rows).set_index("sae")
+
+
+def markdown_table(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
+    """A GitHub-markdown table of ``frame`` (index included), without extra dependencies."""
+    def cell(value: object) -> str:
+        return format(value, floatfmt) if isinstance(value, float) else str(value)
+
+    header = [frame.index.name or "", *map(str, frame.columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for index, row in frame.iterrows():
+        lines.append("| " + " | ".join([str(index), *map(cell, row.tolist())]) + " |")
+    return "\n".join(lines)

@@ -391,3 +391,29 @@ def test_forward_train_rejects_bad_input():
         sae.forward_train(torch.randn(4, 7))
     with pytest.raises(ValueError, match=r"\[batch, d_in\]"):
         sae.forward_train(torch.randn(2, 4, 8))
+
+
+def test_grad_clipping_bounds_the_update_norm():
+    import torch
+
+    from saelab.train import TrainConfig, TrainableSAE, make_optimizer, train_step
+
+    cfg = TrainConfig(activation="relu", d_in=8, d_sae=16, device="cpu", grad_clip_norm=1e-3, lr=1.0,
+                      lr_warmup_steps=0, lr_decay_steps=0, total_steps=10)
+    sae = TrainableSAE(cfg)
+    seen = []
+    real_clip = torch.nn.utils.clip_grad_norm_
+
+    def spy(params, max_norm):
+        params = list(params)
+        real_clip(params, max_norm)
+        seen.append(torch.sqrt(sum((p.grad ** 2).sum() for p in params if p.grad is not None)).item())
+
+    torch.nn.utils.clip_grad_norm_ = spy
+    try:
+        train_step(sae, make_optimizer(sae), torch.randn(32, 8) * 10)
+    finally:
+        torch.nn.utils.clip_grad_norm_ = real_clip
+    assert seen and seen[0] <= 1e-3 * 1.0001
+    with pytest.raises(ValueError, match="grad_clip_norm"):
+        TrainConfig(grad_clip_norm=0.0)

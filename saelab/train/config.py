@@ -77,6 +77,9 @@ class TrainConfig:
     """Adam's (beta1, beta2)."""
     adam_eps: float = 1e-8
     """Adam's epsilon."""
+    grad_clip_norm: float | None = None
+    """Clip the global gradient norm to this before each Adam step (SAELens's trainer always
+    clips at 1.0, which helps early TopK training); None disables clipping."""
     lr_warmup_steps: int = 50
     """Linear warm-up from ~0 to ``lr`` over the first N steps."""
     lr_decay_steps: int = 200
@@ -136,6 +139,8 @@ class TrainConfig:
 def _problems(cfg: TrainConfig) -> list[str]:
     """Every reason the configuration is invalid (empty when it is fine)."""
     out: list[str] = []
+    if cfg.grad_clip_norm is not None and not cfg.grad_clip_norm > 0:
+        out.append(f"grad_clip_norm must be positive or None, got {cfg.grad_clip_norm}")
     for name, value, choices in (
         ("activation", cfg.activation, ACTIVATIONS),
         ("kernel", cfg.kernel, KERNELS),

@@ -60,6 +60,8 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
     out = sae.forward_train(batch)
     out.loss.backward()
+    if sae.cfg.grad_clip_norm is not None:
+        torch.nn.utils.clip_grad_norm_(sae.parameters(), sae.cfg.grad_clip_norm)
     optimizer.step()
     sae.post_step()
     if scheduler is not None:

@@ -15,7 +15,7 @@ help:
 	@echo "make test       run the test suite (sets up first)"
 	@echo "make test-fast  run only the fast tests"
 	@echo "make demo       execute all notebooks headless into outputs/, figures into assets/"
-	@echo "make bench      run the benchmark scripts in bench/"
+	@echo "make bench      run the benchmarks in bench/ (extraction, then training vs SAELens: ~20 min)"
 	@echo "make saes       retrain the bundled SAE suite into data/saes/ (hours on CPU; uses CUDA if present)"
 
 setup: $(STAMP)
@@ -44,6 +44,7 @@ demo: setup
 
 bench: setup
 	$(PY) bench/extract.py
+	$(PY) bench/train.py --steps 150 --tokens 150000
 
 # The heavy job: never run by CI. Resumes where it stopped.
 saes: setup

@@ -5,8 +5,8 @@ hook gets a TopK SAE, 8 x d_model wide, trained on >= 2M tokens, saved in SAELen
 (fp16 weights), then evaluated on the store's held-out sequences, which training never saw.
 The metrics land in data/saes/saelab-smollm2-135m/metrics.json and README.md.
 
-This is the heavy job: on 2 CPU cores the store alone takes about two hours (the model
-forward runs at ~300-500 tokens/s); with CUDA it takes minutes. Every step resumes: the
+This is the heavy job: on 2 quiet CPU cores the store alone takes over an hour (the model
+forward to layer 28 runs at ~450 tokens/s); with CUDA it takes minutes. Every step resumes: the
 store continues after its last complete shard, training from its newest checkpoint.
 
     python scripts/train_suite.py [--tokens 2000000] [--store-only] [--hooks ...]

@@ -26,7 +26,7 @@ _EXPORTS = {
     "load_sae": "saelab.saes",
     "evaluate_sae": "saelab.evals",
 }
-_SUBMODULES = {"profiles", "models", "saes", "extract", "data", "paths", "browser", "evals", "train", "store", "corpus"}
+_SUBMODULES = {"profiles", "models", "saes", "extract", "data", "paths", "browser", "atomic", "device", "evals", "train", "store", "corpus"}
 
 __all__ = sorted([*_EXPORTS, "profiles"])
 

@@ -914,7 +914,7 @@ def sample_model_texts(
             if k:
                 texts.extend(_generate(model, prompt, k, max_new_tokens, temperature, top_p))
     if cache:
-        from saelab.store import atomic_write_text
+        from saelab.atomic import atomic_write_text
 
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps({"key": key, "texts": texts}, ensure_ascii=False))

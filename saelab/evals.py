@@ -48,7 +48,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
-from saelab.extract import hook_activations
+from saelab.extract import encode_activations, hook_activations
 from saelab.saes import check_compatible, hook_layer
 
 if TYPE_CHECKING:
@@ -480,8 +480,7 @@ def _next_token_nll(
 
 def _sae_reconstruct(sae: SAE, x: Tensor) -> tuple[Tensor, Tensor]:
     """``(feats, x_hat)`` for activations in the model's layout; x_hat back on x's device/dtype."""
-    param = next(sae.parameters())
-    feats = sae.encode(x.to(device=param.device, dtype=param.dtype))
+    feats = encode_activations(sae, x)
     x_hat = sae.decode(feats).to(device=x.device, dtype=x.dtype)
     return feats, x_hat
 

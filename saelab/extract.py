@@ -293,11 +293,22 @@ def hook_activations(
     return store["act"]
 
 
+def encode_activations(sae: SAE, acts: Float[Tensor, "*batch d_in"]) -> Float[Tensor, "*batch d_sae"]:
+    """SAE features of model activations, moved to the SAE's device and dtype first (an fp16
+    SAE may read fp32 activations, or sit on another device than the model)."""
+    param = next(sae.parameters())
+    return sae.encode(acts.to(device=param.device, dtype=param.dtype))
+
+
+def token_strings(model: HookedTransformer, ids: Sequence[int]) -> list[str]:
+    """One display string per token id."""
+    return [model.tokenizer.decode([t]) for t in ids]
+
+
 def _encode_batch(model: HookedTransformer, sae: SAE, hook: str, batch: Batch) -> Float[Tensor, "batch pos d_sae"]:
     acts = hook_activations(model, hook, batch.tokens, batch.attention_mask)
-    param = next(sae.parameters())
     with torch.inference_mode():
-        feats = sae.encode(acts.to(device=param.device, dtype=param.dtype))
+        feats = encode_activations(sae, acts)
     return feats.to(batch.pool_mask.device) if feats.device != batch.pool_mask.device else feats
 
 
@@ -331,7 +342,7 @@ def _assemble_per_token(
     by_text = dict(rows)
     skip = 1 if exclude_bos and tokenized.has_bos else 0
     token_ids = [ids[skip:] for ids in tokenized.ids]
-    tokens = [[model.tokenizer.decode([t]) for t in ids] for ids in token_ids]
+    tokens = [token_strings(model, ids) for ids in token_ids]
     row_ptrs, cols, vals, text_start = [torch.zeros(1, dtype=torch.long)], [], [], [0]
     total_rows, total_nnz = 0, 0
     for i in range(len(token_ids)):
@@ -419,16 +430,15 @@ def dense_vs_sparse(model: HookedTransformer, sae: SAE, text: str, *, exclude_bo
     tokenized = tokenize(model, [text])
     batch = next(iter_batches(tokenized, 1, "right", exclude_bos, sae.cfg.d_sae))
     acts = hook_activations(model, hook, batch.tokens, batch.attention_mask)
-    param = next(sae.parameters())
     with torch.inference_mode():
-        feats = sae.encode(acts.to(device=param.device, dtype=param.dtype))
+        feats = encode_activations(sae, acts)
     keep = batch.pool_mask[0]
     resid = acts[0][keep.to(acts.device)].float().cpu()
     features = feats[0][keep.to(feats.device)].float().cpu()
     active = features > 0
     skip = 1 if exclude_bos and tokenized.has_bos else 0
     return DenseVsSparse(
-        tokens=[model.tokenizer.decode([t]) for t in tokenized.ids[0][skip:]],
+        tokens=token_strings(model, tokenized.ids[0][skip:]),
         resid=resid,
         features=features,
         resid_nonzero_frac=float((resid != 0).float().mean()),

@@ -20,7 +20,6 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -30,6 +29,8 @@ from typing import Any
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+from saelab.atomic import write_dir_atomically
+from saelab.device import default_device
 from saelab.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -67,11 +68,6 @@ EMBEDDED_MODELS: dict[str, EmbeddedModelSpec] = {
 _PROCESSING = dict(
     fold_ln=True, center_writing_weights=True, center_unembed=True, fold_value_biases=True
 )
-
-
-def default_device() -> torch.device:
-    """CUDA when present, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def valid_model_names() -> list[str]:
@@ -249,23 +245,16 @@ def _config_to_json(cfg: HookedTransformerConfig) -> dict[str, Any]:
 
 
 def _write_cache(model: HookedTransformer, folder: Path) -> None:
-    """Write atomically: build in a sibling temp folder, then rename, so a crash never
-    leaves a half-written cache that a later load would trust."""
+    """Written atomically, so a crash never leaves a half-written cache that a later load trusts."""
     from safetensors.torch import save_file
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp-", dir=folder.parent))
-    try:
+    def write(tmp: Path) -> None:
         params = {k: v.detach().contiguous().cpu() for k, v in model.named_parameters()}
         save_file(params, str(tmp / "model.safetensors"))
         (tmp / "config.json").write_text(json.dumps(_config_to_json(model.cfg), indent=1))
         model.tokenizer.save_pretrained(str(tmp / "tokenizer"))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    write_dir_atomically(folder, write)
 
 
 def _read_cache(folder: Path, device: torch.device) -> HookedTransformer:

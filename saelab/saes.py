@@ -17,7 +17,8 @@ from sae_lens import SAE
 from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 from transformer_lens import HookedTransformer
 
-from saelab.models import default_device, load_model
+from saelab.device import default_device
+from saelab.models import load_model
 from saelab.paths import data_dir
 
 log = logging.getLogger(__name__)

@@ -42,7 +42,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import re
 import time
 from collections import Counter, deque
@@ -55,7 +54,6 @@ import numpy as np
 import torch
 from jaxtyping import Bool, Float, Int
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
@@ -68,7 +66,8 @@ from saelab.corpus import (
     iter_tagged_documents,
     labelled_ids_in_corpus,
 )
-from saelab.models import default_device
+from saelab.atomic import atomic_save_tensors, atomic_write_text
+from saelab.device import default_device
 from saelab.paths import cache_dir
 from saelab.saes import stop_layer_for_hook
 
@@ -607,33 +606,6 @@ def _write_shard(path: Path, index: int, lo: int, hi: int, acts: dict[str, Tenso
 
 # ---------------------------------------------------------------------------------------
 # Atomic files.
-
-
-def atomic_save_tensors(path: Path, tensors: dict[str, Tensor]) -> None:
-    """Write a safetensors file under a temporary name, flush it to disk, then rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        save_file(tensors, str(tmp))
-        _fsync(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text under a temporary name, flush it to disk, then rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        _fsync(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
 
 
 def _write_manifest(path: Path, manifest: dict[str, Any]) -> None:

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from saelab.atomic import fsync_path
+
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^ckpt-(\d{9})\.pt$")
@@ -74,7 +76,7 @@ def save_checkpoint(folder: str | Path, step: int, state: dict[str, Any], *, kee
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, final)
-        _fsync_dir(folder)
+        fsync_path(folder)  # make the rename itself durable
     finally:
         tmp.unlink(missing_ok=True)
     for old in list_checkpoints(folder)[:-keep]:
@@ -101,15 +103,3 @@ def load_latest(folder: str | Path, map_location: str | torch.device = "cpu") ->
     path = paths[-1]
     state = torch.load(path, map_location=map_location, weights_only=False)
     return Checkpoint(step=int(state.pop("step")), path=path, state=state)
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Make the rename itself durable (a crash right after os.replace must not lose it).
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

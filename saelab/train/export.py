@@ -15,11 +15,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import os
-import shutil
-import tempfile
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +23,7 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
+from saelab.atomic import write_dir_atomically
 from saelab.train.kernels import TrainableSAE
 
 if TYPE_CHECKING:
@@ -148,50 +145,6 @@ def to_sae_lens(
     state = sae_lens_state_dict(sae, input_scale=input_scale)
     out.load_state_dict({name: t.to(out.device) for name, t in state.items()})
     return out.eval()
-
-
-def write_dir_atomically(path: Path, write: Callable[[Path], None]) -> Path:
-    """Create the folder ``path`` by calling ``write(tmp)`` on a sibling temporary folder,
-    fsyncing it, then renaming it into place (replacing any previous folder).
-
-    rename(2) cannot replace a non-empty directory, so an old folder is first renamed
-    aside, and deleted once the new one is in place: at every moment ``path`` is either
-    the complete old folder, missing (only between the two renames), or the complete new one.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
-        write(tmp)
-        for file in tmp.iterdir():
-            _fsync(file)
-        _fsync(tmp)
-        old = None
-        if path.exists():
-            if not path.is_dir():
-                raise FileExistsError(f"{path} exists and is not a folder; refusing to replace it with an SAE folder")
-            old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(path, old)
-        try:
-            os.replace(tmp, path)
-        except BaseException:
-            if old is not None:
-                os.replace(old, path)
-            raise
-        _fsync(path.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return path
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _saelab_version() -> str:

@@ -35,15 +35,10 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
+from saelab.device import default_device
 from saelab.train.config import TrainConfig
 
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
-
-
-def default_device() -> torch.device:
-    """CUDA when present, else CPU: the rule of ``saelab.models.default_device``, restated so
-    that importing the kernels does not import TransformerLens (seconds)."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @dataclass

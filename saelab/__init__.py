@@ -21,12 +21,13 @@ _EXPORTS = {
     "PerTokenFeatures": "saelab.extract",
     "dense_vs_sparse": "saelab.extract",
     "extract_features": "saelab.extract",
+    "extract_features_multi": "saelab.extract",
     "load_dataset": "saelab.data",
     "load_model": "saelab.models",
     "load_sae": "saelab.saes",
     "evaluate_sae": "saelab.evals",
 }
-_SUBMODULES = {"profiles", "models", "saes", "extract", "data", "paths", "browser", "atomic", "device", "evals", "train", "store", "corpus"}
+_SUBMODULES = {"analysis", "profiles", "models", "saes", "extract", "cache", "data", "paths", "browser", "atomic", "device", "evals", "train", "store", "corpus", "plots", "widgets"}
 
 __all__ = sorted([*_EXPORTS, "profiles"])
 
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from saelab import profiles
     from saelab.data import load_dataset
     from saelab.evals import evaluate_sae
-    from saelab.extract import PerTokenFeatures, dense_vs_sparse, extract_features
+    from saelab.extract import PerTokenFeatures, dense_vs_sparse, extract_features, extract_features_multi
     from saelab.models import load_model
     from saelab.saes import load_sae
 

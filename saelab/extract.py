@@ -11,11 +11,13 @@ depend on what else shares its batch or on the padding side.
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -24,6 +26,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
+from saelab.atomic import write_dir_atomically
 from saelab.saes import check_compatible, stop_layer_for_hook
 
 log = logging.getLogger(__name__)
@@ -108,6 +111,68 @@ class PerTokenFeatures:
         """One feature's activation on every token of every text (for token highlighting)."""
         return [self.dense(i)[:, feature] for i in range(self.n_texts)]
 
+    def text_of_row(self) -> Int[Tensor, " n_rows"]:
+        """Which text each flattened token row belongs to."""
+        sizes = self.text_row_start[1:] - self.text_row_start[:-1]
+        return torch.repeat_interleave(torch.arange(self.n_texts), sizes)
+
+    def pool(self, pooling: Pooling = "mean") -> Float[Tensor, "n_texts d_sae"]:
+        """Pooled features per text, computed from the stored tokens only (the same numbers
+        :func:`extract_features` gives with that pooling, up to float summation order)."""
+        if pooling not in POOLINGS:
+            raise ValueError(f"Unknown pooling {pooling!r}; valid: {list(POOLINGS)}")
+        rows_per_text = (self.text_row_start[1:] - self.text_row_start[:-1]).to(torch.float32)
+        if (rows_per_text == 0).any():
+            raise ValueError("A text has no tokens to pool (it was empty after excluding BOS).")
+        counts = self.row_ptr[1:] - self.row_ptr[:-1]
+        row_of_nz = torch.repeat_interleave(torch.arange(len(counts)), counts)
+        if pooling == "last":
+            last_rows = self.text_row_start[1:] - 1
+            out = torch.zeros(self.n_texts, self.d_sae)
+            take = torch.isin(row_of_nz, last_rows)
+            text = self.text_of_row()[row_of_nz[take]]
+            out[text, self.feature_idx[take]] = self.values[take]
+            return out
+        text_of_nz = self.text_of_row()[row_of_nz]
+        flat = text_of_nz * self.d_sae + self.feature_idx
+        if pooling in ("sum", "mean"):
+            out = torch.zeros(self.n_texts * self.d_sae).index_add_(0, flat, self.values.float())
+            out = out.view(self.n_texts, self.d_sae)
+            return out / rows_per_text[:, None] if pooling == "mean" else out
+        # max: a (text, feature) pair that is zero on some token has 0 as a candidate too.
+        out = torch.full((self.n_texts * self.d_sae,), -torch.inf).scatter_reduce_(
+            0, flat, self.values.float(), reduce="amax"
+        )
+        nnz = torch.zeros(self.n_texts * self.d_sae).index_add_(0, flat, torch.ones_like(self.values, dtype=torch.float32))
+        has_zero = nnz < rows_per_text.repeat_interleave(self.d_sae)
+        out = torch.where(has_zero, out.clamp(min=0.0), out)
+        return out.view(self.n_texts, self.d_sae)
+
+    def save(self, path: str | Path) -> Path:
+        """Write to a folder (tensors as safetensors, token strings as JSON), atomically."""
+        from safetensors.torch import save_file
+
+        def write(tmp: Path) -> None:
+            tensors = {
+                "row_ptr": self.row_ptr, "feature_idx": self.feature_idx,
+                "values": self.values, "text_row_start": self.text_row_start,
+            }
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / "features.safetensors"))
+            meta = {"d_sae": self.d_sae, "tokens": self.tokens, "token_ids": self.token_ids}
+            (tmp / "tokens.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+
+        return write_dir_atomically(Path(path), write)
+
+    @classmethod
+    def load(cls, path: str | Path) -> PerTokenFeatures:
+        """Read what :meth:`save` wrote."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        tensors = load_file(str(path / "features.safetensors"))
+        meta = json.loads((path / "tokens.json").read_text(encoding="utf-8"))
+        return cls(tokens=meta["tokens"], token_ids=meta["token_ids"], d_sae=int(meta["d_sae"]), **tensors)
+
     def to_frame(self):
         """Long format: one row per (text, position, feature) with a non-zero value."""
         import pandas as pd
@@ -153,26 +218,64 @@ def extract_features(
     :class:`PerTokenFeatures` for ``pooling=None``. Texts longer than the model's context
     are truncated with a :class:`TextTooLongWarning`.
     """
+    return extract_features_multi(
+        model,
+        {"sae": sae},
+        texts,
+        pooling=pooling,
+        exclude_bos=exclude_bos,
+        batch_size=batch_size,
+        padding_side=padding_side,
+        max_batch_bytes=max_batch_bytes,
+        progress=progress,
+    )["sae"]
+
+
+def extract_features_multi(
+    model: HookedTransformer,
+    saes: Mapping[str, SAE],
+    texts: Sequence[str],
+    *,
+    pooling: Pooling | None = "mean",
+    exclude_bos: bool = True,
+    batch_size: int = 16,
+    padding_side: Literal["left", "right"] = "right",
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+    progress: bool | None = None,
+) -> dict[str, Float[Tensor, "n_texts d_sae"] | PerTokenFeatures]:
+    """:func:`extract_features` for several SAEs (say, one per layer) from one model pass.
+
+    Each batch runs the model once, as deep as the deepest SAE's hook needs, and every SAE
+    encodes its own hook's activations from that pass; the result for each SAE equals what
+    :func:`extract_features` gives for it alone. Returns ``{name: result}`` in ``saes``' order.
+    """
     _validate_options(pooling, batch_size, padding_side)
-    hook = check_compatible(model, sae)
+    if not saes:
+        raise ValueError("saes is empty; pass at least one SAE, e.g. {'layer 20': sae}.")
+    hooks = {name: check_compatible(model, sae) for name, sae in saes.items()}
     tokenized = tokenize(model, texts)
     if exclude_bos and not tokenized.has_bos:
         log.debug("exclude_bos=True but this model prepends no BOS; nothing to exclude")
-    pooled: Tensor | None = None
-    per_token: list[tuple[int, Tensor]] = []
-    batches = list(iter_batches(tokenized, batch_size, padding_side, exclude_bos, sae.cfg.d_sae, max_batch_bytes))
+    widest = max(sae.cfg.d_sae for sae in saes.values())
+    batches = list(iter_batches(tokenized, batch_size, padding_side, exclude_bos, widest, max_batch_bytes))
+    pooled: dict[str, Tensor] = {name: torch.zeros(len(texts), sae.cfg.d_sae) for name, sae in saes.items()}
+    per_token: dict[str, list[tuple[int, _SparseRows]]] = {name: [] for name in saes}
     show = progress if progress is not None else len(batches) > 4
-    for batch in tqdm(batches, desc=f"features @ {hook}", disable=not show, leave=False):
-        feats = _encode_batch(model, sae, hook, batch)
-        if pooling is None:
-            per_token.extend(_split_rows(feats, batch))
-            continue
-        if pooled is None:
-            pooled = torch.zeros(len(texts), sae.cfg.d_sae)
-        pooled[batch.index] = pool(feats, batch.pool_mask, pooling).float().cpu()
+    desc = f"features @ {', '.join(dict.fromkeys(hooks.values()))}"
+    for batch in tqdm(batches, desc=desc, disable=not show, leave=False):
+        acts = run_hooks(model, sorted(set(hooks.values())), batch.tokens, batch.attention_mask)
+        for name, sae in saes.items():
+            feats = _encode(sae, acts[hooks[name]], batch)
+            if pooling is None:
+                per_token[name].extend(_split_rows(feats, batch))
+            else:
+                pooled[name][batch.index] = pool(feats, batch.pool_mask, pooling).float().cpu()
     if pooling is not None:
-        return _check_finite(pooled, "pooled features")
-    return _assemble_per_token(model, tokenized, per_token, exclude_bos, sae.cfg.d_sae)
+        return {name: _check_finite(pooled[name], f"pooled features of {name!r}") for name in saes}
+    return {
+        name: _assemble_per_token(model, tokenized, per_token[name], exclude_bos, sae.cfg.d_sae)
+        for name, sae in saes.items()
+    }
 
 
 def pool(
@@ -276,21 +379,38 @@ def hook_activations(
     model: HookedTransformer, hook: str, tokens: Tensor, attention_mask: Tensor
 ) -> Float[Tensor, "batch pos d_in"]:
     """Activations at ``hook``, running the model only as deep as that hook needs."""
+    return run_hooks(model, [hook], tokens, attention_mask)[hook]
+
+
+def run_hooks(
+    model: HookedTransformer,
+    hooks: Sequence[str],
+    tokens: Int[Tensor, "batch pos"],
+    attention_mask: Int[Tensor, "batch pos"] | None = None,
+) -> dict[str, Float[Tensor, "batch pos d"]]:
+    """Activations at every hook from one forward pass that stops as early as the hooks allow.
+
+    ``attention_mask`` (1 = real token) is needed when rows are padded; None means every
+    position is real.
+    """
+    stops = [stop_layer_for_hook(h) for h in hooks]
+    stop = None if any(s is None for s in stops) else max(stops)
+    # With stop_at_layer=L the forward returns the residual entering block L, which is
+    # blocks.L.hook_resid_pre itself; that hook would never fire, so read the return value.
+    from_output = [h for h, s in zip(hooks, stops) if stop is not None and s == stop and h.endswith("hook_resid_pre")]
+    cached = [h for h in hooks if h not in from_output]
     device = model.cfg.device
-    stop = stop_layer_for_hook(hook)
-    kwargs = dict(attention_mask=attention_mask.to(device), stop_at_layer=stop)
+    kwargs: dict[str, Any] = {"stop_at_layer": stop} if stop is not None else {"return_type": None}
+    if attention_mask is not None:
+        kwargs["attention_mask"] = attention_mask.to(device)
     with torch.inference_mode():
-        if hook.endswith("hook_resid_pre") and stop is not None:
-            # With stop_at_layer=L the forward returns the residual entering block L, which is
-            # exactly blocks.L.hook_resid_pre; the hook itself would never fire.
-            return model(tokens.to(device), **kwargs)
-        store: dict[str, Tensor] = {}
-
-        def grab(act: Tensor, hook) -> None:  # noqa: ANN001 (TransformerLens HookPoint)
-            store["act"] = act
-
-        model.run_with_hooks(tokens.to(device), fwd_hooks=[(hook, grab)], return_type=None, **kwargs)
-    return store["act"]
+        if cached:
+            out, cache = model.run_with_cache(tokens.to(device), names_filter=cached, **kwargs)
+            acts = {h: cache[h] for h in cached}
+        else:  # no cache needed: skip run_with_cache's bookkeeping
+            out, acts = model(tokens.to(device), **kwargs), {}
+    acts.update({h: out for h in from_output})
+    return acts
 
 
 def encode_activations(sae: SAE, acts: Float[Tensor, "*batch d_in"]) -> Float[Tensor, "*batch d_sae"]:
@@ -305,8 +425,7 @@ def token_strings(model: HookedTransformer, ids: Sequence[int]) -> list[str]:
     return [model.tokenizer.decode([t]) for t in ids]
 
 
-def _encode_batch(model: HookedTransformer, sae: SAE, hook: str, batch: Batch) -> Float[Tensor, "batch pos d_sae"]:
-    acts = hook_activations(model, hook, batch.tokens, batch.attention_mask)
+def _encode(sae: SAE, acts: Float[Tensor, "batch pos d_in"], batch: Batch) -> Float[Tensor, "batch pos d_sae"]:
     with torch.inference_mode():
         feats = encode_activations(sae, acts)
     return feats.to(batch.pool_mask.device) if feats.device != batch.pool_mask.device else feats
@@ -446,3 +565,32 @@ def dense_vs_sparse(model: HookedTransformer, sae: SAE, text: str, *, exclude_bo
         l0_per_token=active.sum(dim=1),
         n_features_active_anywhere=int(active.any(dim=0).sum()),
     )
+
+
+# ---------------------------------------------------------------------------------------
+# The padding lesson: what seed 004 computed before it masked pads.
+
+
+def naive_mean_features(
+    model: HookedTransformer, sae: SAE, texts: Sequence[str], *, batch_size: int = 16
+) -> Float[Tensor, "n_texts d_sae"]:
+    """Mean features the way seed 004 first computed them: **wrong on purpose**, kept only
+    to measure how much masking matters, side by side with :func:`extract_features`.
+
+    Texts are batched in the given order and right-padded to the longest in the batch; the
+    model itself sees the attention mask (so this isolates the pooling mistake), but the mean
+    runs over every position of the padded row: pads and BOS included. A text's result
+    therefore depends on what else is in its batch.
+    """
+    _validate_options("mean", batch_size, "right")
+    hook = check_compatible(model, sae)
+    tokenized = tokenize(model, texts)
+    out = torch.zeros(len(texts), sae.cfg.d_sae)
+    pad_id = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
+    for start in range(0, len(texts), batch_size):
+        take = list(range(start, min(start + batch_size, len(texts))))
+        width = max(len(tokenized.ids[i]) for i in take)
+        batch = _pad(tokenized, take, width, "right", False, pad_id)
+        feats = _encode(sae, hook_activations(model, hook, batch.tokens, batch.attention_mask), batch)
+        out[batch.index] = feats.float().mean(dim=1).cpu()
+    return _check_finite(out, "naively pooled features")

@@ -68,8 +68,8 @@ from saelab.corpus import (
 )
 from saelab.atomic import atomic_save_tensors, atomic_write_text
 from saelab.device import default_device
+from saelab.extract import run_hooks
 from saelab.paths import cache_dir
-from saelab.saes import stop_layer_for_hook
 
 log = logging.getLogger(__name__)
 
@@ -498,7 +498,7 @@ def _take_sequences(rows: Iterator[list[int]], cfg: StoreConfig, excluded: list[
 
 def _hook_widths(model: HookedTransformer, hooks: Sequence[str]) -> dict[str, int]:
     """Width of each hook's activations, from one tiny forward pass (robust to any hook kind)."""
-    acts = _run_hooks(model, torch.zeros((1, 2), dtype=torch.long), hooks)
+    acts = run_hooks(model, hooks, torch.zeros((1, 2), dtype=torch.long))
     bad = [h for h, a in acts.items() if a.ndim != 3]
     if bad:
         raise ValueError(
@@ -556,7 +556,7 @@ def _shard_activations(
     row = 0
     for start in range(0, tokens.shape[0], cfg.model_batch_size):
         batch_mask = mask[start : start + cfg.model_batch_size]
-        acts = _run_hooks(model, tokens[start : start + cfg.model_batch_size], cfg.hooks)
+        acts = run_hooks(model, cfg.hooks, tokens[start : start + cfg.model_batch_size])
         n = int(batch_mask.sum())
         for hook, act_BPD in acts.items():
             if hook not in out:
@@ -571,26 +571,6 @@ def _shard_activations(
         row += n
         bar.update(n)
     return out
-
-
-def _run_hooks(
-    model: HookedTransformer, tokens: Int[Tensor, "batch pos"], hooks: Sequence[str]
-) -> dict[str, Float[Tensor, "batch pos d"]]:
-    """Activations at every hook from one forward pass that stops as early as the hooks allow."""
-    stops = [stop_layer_for_hook(h) for h in hooks]
-    stop = None if any(s is None for s in stops) else max(stops)
-    # With stop_at_layer=L the forward returns the residual entering block L, which is
-    # blocks.L.hook_resid_pre itself; that hook would never fire, so read the return value.
-    from_output = [
-        h for h, s in zip(hooks, stops) if stop is not None and s == stop and h.endswith("hook_resid_pre")
-    ]
-    cached = [h for h in hooks if h not in from_output]
-    kwargs: dict[str, Any] = {"stop_at_layer": stop} if stop is not None else {"return_type": None}
-    with torch.inference_mode():
-        out, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=cached, **kwargs)
-    acts = {h: cache[h] for h in cached}
-    acts.update({h: out for h in from_output})
-    return acts
 
 
 def _write_shard(path: Path, index: int, lo: int, hi: int, acts: dict[str, Tensor]) -> dict[str, Any]:

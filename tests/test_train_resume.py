@@ -71,3 +71,21 @@ def test_source_that_runs_out_is_explained():
 
     with pytest.raises(ValueError, match="ran out at step 3"):
         fit(CFG, short, RunConfig(progress=False))
+
+
+def test_stop_at_then_resume_matches_uninterrupted(tmp_path):
+    source = synthetic_source(CFG.d_in, CFG.batch_size, seed=7)
+    reference = fit(CFG, source, RunConfig(progress=False, log_every=10))
+    run = RunConfig(checkpoint_dir=str(tmp_path), checkpoint_every=100, progress=False, log_every=10)
+    first = fit(CFG, source, RunConfig(**{**run.__dict__, "stop_at": 25}))
+    assert first.steps_done == 25 and list(first.history["step"]) == [10, 20]
+    second = fit(CFG, source, run)
+    assert second.resumed_from == 25 and second.steps_done == CFG.total_steps
+    assert list(second.history["step"]) == [10, 20, 30, 40]
+    for name, value in reference.sae.state_dict().items():
+        torch.testing.assert_close(second.sae.state_dict()[name], value, msg=f"{name} differs after stop_at + resume")
+
+
+def test_stop_at_needs_a_checkpoint_dir():
+    with pytest.raises(ValueError, match="needs a checkpoint_dir"):
+        RunConfig(stop_at=5)

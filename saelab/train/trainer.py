@@ -52,6 +52,10 @@ class RunConfig:
     """Log to Weights & Biases (works with WANDB_MODE=offline; wandb is optional)."""
     wandb_project: str = "saelab"
     """W&B project name."""
+    stop_at: int | None = None
+    """End the run after this step (with a checkpoint) even if ``total_steps`` is larger, as
+    an interruption would; a later :func:`fit` with the same ``checkpoint_dir`` resumes it.
+    Splits a long run across sessions; the result is as if it had run in one go."""
     init_b_dec_from_first_batch: bool = True
     """Start b_dec at the geometric median of the first batch (a step-0 heuristic from
     Bricken et al. 2023) so early steps learn features, not the mean."""
@@ -59,6 +63,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.checkpoint_every < 1 or self.log_every < 1 or self.keep_checkpoints < 1:
             raise ValueError("checkpoint_every, log_every and keep_checkpoints must be >= 1")
+        if self.stop_at is not None and (self.stop_at < 1 or not self.checkpoint_dir):
+            raise ValueError("stop_at must be >= 1 and needs a checkpoint_dir, or the stopped run could not resume")
 
 
 @dataclass
@@ -72,6 +78,8 @@ class TrainResult:
     (loss_mse, loss_l1 | loss_l0 | loss_aux), l0, explained_variance, lr."""
     resumed_from: int | None = None
     """Step of the checkpoint the run continued from, if any."""
+    steps_done: int = 0
+    """Steps completed so far (``cfg.total_steps`` unless ``RunConfig.stop_at`` ended it early)."""
     final: dict[str, float] = field(default_factory=dict)
     """Metrics of the last step."""
 
@@ -86,10 +94,11 @@ def fit(cfg: TrainConfig, source: BatchSource, run: RunConfig | None = None) -> 
     start, history = _maybe_resume(run, sae, optimizer, scheduler)
     logger = _WandbLogger(cfg, run) if run.use_wandb else None
     batches = source(start)
+    end = cfg.total_steps if run.stop_at is None else max(start, min(run.stop_at, cfg.total_steps))
     bar = tqdm(total=cfg.total_steps, initial=start, desc=f"train {cfg.activation}", disable=not run.progress)
     out: TrainStepOutput | None = None
     try:
-        for step in range(start, cfg.total_steps):
+        for step in range(start, end):
             batch = _next_batch(batches, step, cfg).to(sae.device)
             if step == 0 and run.init_b_dec_from_first_batch:
                 sae.init_b_dec(batch)
@@ -102,7 +111,7 @@ def fit(cfg: TrainConfig, source: BatchSource, run: RunConfig | None = None) -> 
                 bar.set_postfix(l0=f"{row['l0']:.1f}", ev=f"{row['explained_variance']:.3f}")
                 if logger:
                     logger.log(row)
-            if run.checkpoint_dir and ((step + 1) % run.checkpoint_every == 0 or step + 1 == cfg.total_steps):
+            if run.checkpoint_dir and ((step + 1) % run.checkpoint_every == 0 or step + 1 == end):
                 _save(run, step + 1, sae, optimizer, scheduler, history)
             bar.update(1)
     finally:
@@ -115,6 +124,7 @@ def fit(cfg: TrainConfig, source: BatchSource, run: RunConfig | None = None) -> 
         cfg=cfg,
         history=frame,
         resumed_from=start or None,
+        steps_done=end,
         final=frame.iloc[-1].to_dict() if len(frame) else {},
     )
 

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from saelab.extract import PerTokenFeatures, extract_features, token_strings
-from saelab.saes import sae_hook_name, sae_neuronpedia_url
+from saelab.saes import hook_layer, sae_hook_name, sae_neuronpedia_url
 
 log = logging.getLogger(__name__)
 
@@ -1095,3 +1095,90 @@ def neuronpedia_link(sae: SAE, feature: int) -> str | None:
     """The feature's Neuronpedia page, or None when the SAE has no Neuronpedia id (e.g. the
     bundled offline suite)."""
     return sae_neuronpedia_url(sae, _check_feature_ids([feature], int(sae.cfg.d_sae))[0])
+
+
+# ---------------------------------------------------------------------------------------
+# How the layer comparison changes with depth, in words computed from the numbers.
+
+_TREND_METRICS = {
+    "n_specialist_categories": "categories with at least one significant specialist",
+    "mean_best_auroc": "mean over categories of the best specialist's AUROC",
+    "frequent_coverage": "share of texts the most frequent feature fires on",
+    "strongest_value": "largest pooled activation of any feature",
+}
+
+
+def layer_trends(comparison: LayerComparison, depth: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """How each headline number of a :class:`LayerComparison` moves with depth.
+
+    ``depth`` maps SAE name to layer; by default the layer is read from the hook name
+    (``blocks.L.*``), else the given order is used. One row per metric: ``metric,
+    description, first_sae, last_sae, first, last, change`` (last - first), ``spearman``
+    (rank correlation with depth; NaN when either side is constant) and ``trend``: "rises"
+    or "falls" when every step goes the same way, "rises overall" / "falls overall" when
+    last and first differ but the path is not monotone, "flat" when last equals first.
+    """
+    names = list(comparison.summary.index)
+    if len(names) < 2:
+        raise ValueError("layer_trends needs at least two SAEs to compare")
+    order = _depth_order(names, depth)
+    best_auroc = comparison.specialists.groupby(["sae", "category"], sort=False)["auroc"].max()
+    values = comparison.summary.assign(mean_best_auroc=best_auroc.groupby(level="sae", sort=False).mean())
+    rows = []
+    for metric, description in _TREND_METRICS.items():
+        series = values.loc[order, metric].astype(float).to_numpy()
+        rows.append({
+            "metric": metric,
+            "description": description,
+            "first_sae": order[0],
+            "last_sae": order[-1],
+            "first": series[0],
+            "last": series[-1],
+            "change": series[-1] - series[0],
+            "spearman": _spearman(np.arange(len(series)), series),
+            "trend": _trend_word(series),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def describe_trends(trends: pd.DataFrame) -> list[str]:
+    """One sentence per row of :func:`layer_trends`, e.g. "The share of texts the most
+    frequent feature fires on falls: 0.61 at layer 15 -> 0.43 at layer 28 (Spearman -1.00)."."""
+    sentences = []
+    for row in trends.itertuples():
+        rho = "" if np.isnan(row.spearman) else f" (Spearman {row.spearman:+.2f})"
+        sentences.append(
+            f"{row.description[0].upper()}{row.description[1:]} {row.trend}: {row.first:.3g} at {row.first_sae}"
+            f" -> {row.last:.3g} at {row.last_sae}{rho}."
+        )
+    return sentences
+
+
+def _depth_order(names: list[str], depth: Mapping[str, float] | None) -> list[str]:
+    if depth is None:
+        layers = {name: hook_layer(name) for name in names}
+        if any(layer is None for layer in layers.values()):
+            return names
+        depth = layers
+    missing = [name for name in names if name not in depth]
+    if missing:
+        raise ValueError(f"depth has no entry for {missing}; give one per SAE in the comparison")
+    return sorted(names, key=lambda name: depth[name])
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    if np.ptp(y) == 0:
+        return float("nan")
+    rx, ry = rankdata(x), rankdata(y)
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def _trend_word(series: np.ndarray) -> str:
+    steps = np.diff(series)
+    if series[-1] == series[0]:
+        return "flat"
+    if (steps >= 0).all():
+        return "rises"
+    if (steps <= 0).all():
+        return "falls"
+    return "rises overall" if series[-1] > series[0] else "falls overall"

@@ -108,8 +108,30 @@ class PerTokenFeatures:
         return out
 
     def feature(self, feature: int) -> list[Float[Tensor, " pos"]]:
-        """One feature's activation on every token of every text (for token highlighting)."""
-        return [self.dense(i)[:, feature] for i in range(self.n_texts)]
+        """One feature's activation on every token of every text (for token highlighting),
+        read from the sparse rows without building any dense ``[pos, d_sae]`` block."""
+        self._check_feature(feature)
+        hit = self.feature_idx == feature
+        flat = torch.zeros(int(self.text_row_start[-1]))
+        flat[self.row_of_nonzero()[hit]] = self.values[hit].float()
+        bounds = self.text_row_start.tolist()
+        return [flat[bounds[i] : bounds[i + 1]] for i in range(self.n_texts)]
+
+    def text_max(self, feature: int) -> Float[Tensor, " n_texts"]:
+        """Each text's largest activation of ``feature`` over its tokens (0 where it never fires)."""
+        self._check_feature(feature)
+        hit = self.feature_idx == feature
+        out = torch.zeros(self.n_texts)
+        text = self.text_of_row()[self.row_of_nonzero()[hit]]
+        return out.scatter_reduce_(0, text, self.values[hit].float(), reduce="amax")
+
+    def row_of_nonzero(self) -> Int[Tensor, " nnz"]:
+        """Token row (over all texts) of each stored non-zero."""
+        return torch.repeat_interleave(torch.arange(self.row_ptr.numel() - 1), self.row_ptr[1:] - self.row_ptr[:-1])
+
+    def _check_feature(self, feature: int) -> None:
+        if not 0 <= int(feature) < self.d_sae:
+            raise ValueError(f"feature {feature} is out of range for d_sae={self.d_sae}")
 
     def text_of_row(self) -> Int[Tensor, " n_rows"]:
         """Which text each flattened token row belongs to."""
@@ -124,8 +146,7 @@ class PerTokenFeatures:
         rows_per_text = (self.text_row_start[1:] - self.text_row_start[:-1]).to(torch.float32)
         if (rows_per_text == 0).any():
             raise ValueError("A text has no tokens to pool (it was empty after excluding BOS).")
-        counts = self.row_ptr[1:] - self.row_ptr[:-1]
-        row_of_nz = torch.repeat_interleave(torch.arange(len(counts)), counts)
+        row_of_nz = self.row_of_nonzero()
         if pooling == "last":
             last_rows = self.text_row_start[1:] - 1
             out = torch.zeros(self.n_texts, self.d_sae)

@@ -961,6 +961,44 @@ _EXAMPLE_COLUMNS = [
 ]  # fmt: skip
 
 
+def token_profile(per_token: PerTokenFeatures, feature: int, top: int = 10) -> pd.DataFrame:
+    """Which token strings carry a feature's activation: the question behind seed 004's
+    finding that "specialists" detect syntax (``+``, ``=``, ``):``) rather than topics.
+
+    Over every kept token of ``per_token``, grouped by token string: ``n_active`` (occurrences
+    where the feature fires), ``n_total`` (occurrences), ``frac_active`` (their ratio),
+    ``mean_when_active``, ``total`` (summed activation) and ``share`` (``total`` over the
+    feature's total activation on all tokens). Ranked by ``total``; only tokens where it fires.
+    """
+    top = _check_top(top)
+    per_token._check_feature(feature)
+    flat = [tok for toks in per_token.tokens for tok in toks]
+    if not flat:
+        raise ValueError("per_token holds no tokens")
+    codes, names = pd.factorize(pd.Series(flat, dtype=object), sort=False)
+    values = torch.cat(per_token.feature(feature)).double().numpy()
+    active = values > 0
+    n_types = len(names)
+    n_active = np.bincount(codes, weights=active, minlength=n_types)
+    total = np.bincount(codes, weights=np.where(active, values, 0.0), minlength=n_types)
+    grand = total.sum()
+    frame = pd.DataFrame(
+        {
+            "feature": feature,
+            "token": [str(t) for t in names],
+            "n_active": n_active.astype(np.int64),
+            "n_total": np.bincount(codes, minlength=n_types),
+            "mean_when_active": np.divide(total, n_active, out=np.zeros(n_types), where=n_active > 0),
+            "total": total,
+            "share": total / grand if grand > 0 else np.zeros(n_types),
+        }
+    )
+    frame["frac_active"] = frame.n_active / frame.n_total
+    frame = frame[frame.n_active > 0]
+    out = _ranked(frame, ["total"], top)
+    return out[["rank", "feature", "token", "n_active", "n_total", "frac_active", "mean_when_active", "total", "share"]]
+
+
 # ---------------------------------------------------------------------------------------
 # One feature at a glance.
 

@@ -459,6 +459,97 @@ def logit_lens_bar(
 # Layer comparison (notebook 03).
 
 
+def density_histograms(
+    hists: Mapping[str, Any], *, title: str = "Feature density, by SAE"
+) -> go.Figure:
+    """Several :class:`saelab.evals.DensityHistogram` as overlaid step lines (one per SAE), so
+    their shapes compare on one axis. All must share the same bin edges (the evals default)."""
+    if not hists:
+        raise ValueError("hists is empty; pass {sae name: DensityHistogram}")
+    colors = sae_colors(list(hists))
+    fig = go.Figure()
+    reference = None
+    for name, hist in hists.items():
+        if not hasattr(hist, "log10_edges"):
+            raise ValueError(f"hists[{name!r}] is not a saelab.evals.DensityHistogram")
+        edges = as_finite_array(hist.log10_edges, f"hists[{name!r}].log10_edges", ndim=1)
+        counts = as_finite_array(hist.counts, f"hists[{name!r}].counts", ndim=1)
+        if reference is not None and not np.array_equal(edges, reference):
+            raise ValueError("all histograms must share the same bin edges to be overlaid")
+        reference = edges
+        fig.add_trace(
+            go.Scatter(
+                x=(edges[:-1] + edges[1:]) / 2,
+                y=counts,
+                mode="lines",
+                line=dict(shape="hvh", color=colors[name], width=2),
+                name=f"{name} ({hist.n_dead:,} dead)",
+                hovertemplate=name + "<br>log10 density %{x:.2f}<br>features: %{y:,}<extra></extra>",
+            )
+        )
+    x_label = "log10(feature density): fraction of tokens where the feature fires"
+    return _layout(fig, title, x=x_label, y="features")
+
+
+def grouped_bar(
+    frame: pd.DataFrame,
+    x: str,
+    y: str,
+    color: str | None = None,
+    *,
+    title: str,
+    y_label: str | None = None,
+    text_format: str = ".3g",
+) -> go.Figure:
+    """Bars of ``y`` per ``x`` (e.g. category), one group member per value of ``color`` (e.g.
+    "masked" vs "naive"), values printed on the bars."""
+    _check_frame(frame, [x, y] + ([color] if color else []), "frame")
+    _check_numeric(frame, [y], "frame")
+    groups = _unique_in_order(frame[color]) if color else [None]
+    palette = sae_colors([str(g) for g in groups]) if color else {}
+    fig = go.Figure()
+    for group in groups:
+        part = frame if group is None else frame[frame[color] == group]
+        fig.add_trace(
+            go.Bar(
+                x=[str(v) for v in part[x]],
+                y=part[y].astype(float),
+                name=str(group) if group is not None else y,
+                marker_color=palette.get(str(group), "#4C78A8"),
+                texttemplate="%{y:" + text_format + "}",
+                textposition="outside",
+                hovertemplate=f"{x}: %{{x}}<br>{y_label or value_label(y)}: %{{y:.4g}}<extra>{group or ''}</extra>",
+            )
+        )
+    return _layout(fig, title, x=x, y=y_label or value_label(y), barmode="group", showlegend=color is not None)
+
+
+def coactivation_heatmap(
+    matrix: pd.DataFrame, *, title: str = "Co-activation (Jaccard) of frequent features", value: str = "Jaccard"
+) -> go.Figure:
+    """Features × features heatmap of ``CoActivation.matrix`` (symmetric; the diagonal is 1)."""
+    if not isinstance(matrix, pd.DataFrame) or matrix.empty or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError("matrix must be a non-empty square DataFrame, e.g. CoActivation.matrix")
+    z = as_finite_array(matrix.to_numpy(dtype=float), "matrix", ndim=2)
+    labels = [f"#{f}" for f in matrix.index]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=labels,
+            y=labels,
+            colorscale="Blues",
+            zmin=0,
+            zmax=1,
+            colorbar=dict(title=dict(text=value, side="right")),
+            hovertemplate="%{y} and %{x}<br>" + value + ": %{z:.2f}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(tickangle=-45)
+    size = max(420, 28 * len(labels) + 180)
+    return _layout(fig, title, x="feature", y="feature", height=size, width=size + 120)
+
+
 def specialist_heatmap(
     scores: pd.DataFrame,
     *,
@@ -851,11 +942,14 @@ __all__ = [
     "as_finite_array",
     "category_bar",
     "category_color",
+    "coactivation_heatmap",
     "coverage_by_layer",
     "dense_vs_sparse_figure",
     "density_histogram",
+    "density_histograms",
     "feature_heatmap",
     "figures_to_svg",
+    "grouped_bar",
     "logit_lens_bar",
     "pareto",
     "pareto_front",

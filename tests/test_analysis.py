@@ -539,3 +539,29 @@ def test_layer_trends_uses_given_depth_and_checks_it():
     assert trends.loc["n_specialist_categories", "first"] == 7
     with pytest.raises(ValueError, match="no entry"):
         analysis.layer_trends(comparison, {"blocks.28.hook_resid_pre": 0})
+
+
+def test_token_profile_groups_by_token_string():
+    from saelab.extract import PerTokenFeatures
+
+    # Two texts: "a + b" and "+ c +". Feature 1 fires on every "+" (2, 4, 6) and once on "a" (1).
+    per_token = PerTokenFeatures(
+        tokens=[["a", " +", " b"], [" +", " c", " +"]],
+        token_ids=[[1, 2, 3], [2, 4, 2]],
+        d_sae=3,
+        row_ptr=torch.tensor([0, 2, 3, 3, 4, 5, 6]),
+        feature_idx=torch.tensor([1, 0, 1, 1, 0, 1]),
+        values=torch.tensor([1.0, 9.0, 2.0, 4.0, 9.0, 6.0]),
+        text_row_start=torch.tensor([0, 3, 6]),
+    )
+    profile = analysis.token_profile(per_token, 1, top=5)
+    assert profile.token.tolist() == [" +", "a"]
+    plus = profile.iloc[0]
+    assert (plus.n_active, plus.n_total, plus.frac_active) == (3, 3, 1.0)
+    assert plus.total == pytest.approx(12.0) and plus.mean_when_active == pytest.approx(4.0)
+    assert plus.share == pytest.approx(12.0 / 13.0)
+    assert profile.iloc[1].share == pytest.approx(1.0 / 13.0)
+    # Feature 0 fires on "a" and " c" only (value 9 each): ties broken by first appearance.
+    assert analysis.token_profile(per_token, 0).token.tolist() == ["a", " c"]
+    with pytest.raises(ValueError, match="out of range"):
+        analysis.token_profile(per_token, 3)

@@ -229,6 +229,47 @@ def test_density_histogram_rejects_mismatched_edges():
         plots.density_histogram(5)
 
 
+def test_density_histograms_overlay_one_line_per_sae():
+    from saelab.evals import density_histogram as evals_hist
+
+    edges = torch.linspace(-4, 0, 5)
+    hists = {
+        "relu": evals_hist(torch.tensor([0.0, 1e-3, 1e-2, 0.5]), bins=edges),
+        "topk": evals_hist(torch.tensor([1e-3, 1e-3, 2e-2, 0.1]), bins=edges),
+    }
+    fig = plots.density_histograms(hists)
+    assert [t.name for t in fig.data] == ["relu (1 dead)", "topk (0 dead)"]
+    assert sum(fig.data[0].y) == 3 and sum(fig.data[1].y) == 4
+    np.testing.assert_allclose(fig.data[0].x, [-3.5, -2.5, -1.5, -0.5])
+    other = {"x": evals_hist(torch.tensor([0.1]), bins=torch.linspace(-3, 0, 4))}
+    with pytest.raises(ValueError, match="same bin edges"):
+        plots.density_histograms({**hists, **other})
+    with pytest.raises(ValueError, match="empty"):
+        plots.density_histograms({})
+
+
+def test_grouped_bar_one_trace_per_group_in_order():
+    frame = pd.DataFrame(
+        {"category": ["math", "urls", "math", "urls"], "auroc": [0.9, 0.8, 0.6, 0.55], "pooling": ["masked", "masked", "naive", "naive"]}
+    )
+    fig = plots.grouped_bar(frame, "category", "auroc", "pooling", title="Best AUROC")
+    assert [t.name for t in fig.data] == ["masked", "naive"]
+    assert list(fig.data[1].y) == [0.6, 0.55] and list(fig.data[0].x) == ["math", "urls"]
+    assert fig.layout.barmode == "group"
+    with pytest.raises(ValueError, match="lacks columns \\['q_value'\\]"):
+        plots.grouped_bar(frame, "category", "q_value", title="x")
+
+
+def test_coactivation_heatmap_is_square_with_feature_labels():
+    matrix = pd.DataFrame([[1.0, 0.25], [0.25, 1.0]], index=[7, 3], columns=[7, 3])
+    fig = plots.coactivation_heatmap(matrix)
+    (heat,) = fig.data
+    assert list(heat.x) == ["#7", "#3"] and list(heat.y) == ["#7", "#3"]
+    np.testing.assert_allclose(heat.z, matrix.to_numpy())
+    with pytest.raises(ValueError, match="square"):
+        plots.coactivation_heatmap(matrix.iloc[:1])
+
+
 def _logit_lens() -> pd.DataFrame:
     """Shaped like FeatureSummary.logit_lens."""
     return pd.DataFrame(

@@ -1139,10 +1139,10 @@ def neuronpedia_link(sae: SAE, feature: int) -> str | None:
 # How the layer comparison changes with depth, in words computed from the numbers.
 
 _TREND_METRICS = {
-    "n_specialist_categories": "categories with at least one significant specialist",
-    "mean_best_auroc": "mean over categories of the best specialist's AUROC",
-    "frequent_coverage": "share of texts the most frequent feature fires on",
-    "strongest_value": "largest pooled activation of any feature",
+    "n_specialist_categories": "the number of categories with at least one significant specialist",
+    "mean_best_auroc": "the mean over categories of the best specialist's AUROC",
+    "frequent_coverage": "the share of texts the most frequent feature fires on",
+    "strongest_value": "the largest pooled activation of any feature",
 }
 
 
@@ -1154,7 +1154,7 @@ def layer_trends(comparison: LayerComparison, depth: Mapping[str, float] | None 
     description, first_sae, last_sae, first, last, change`` (last - first), ``spearman``
     (rank correlation with depth; NaN when either side is constant) and ``trend``: "rises"
     or "falls" when every step goes the same way, "rises overall" / "falls overall" when
-    last and first differ but the path is not monotone, "flat" when last equals first.
+    last and first differ but the path is not monotone, "stays flat" when last equals first.
     """
     names = list(comparison.summary.index)
     if len(names) < 2:
@@ -1181,7 +1181,8 @@ def layer_trends(comparison: LayerComparison, depth: Mapping[str, float] | None 
 
 def describe_trends(trends: pd.DataFrame) -> list[str]:
     """One sentence per row of :func:`layer_trends`, e.g. "The share of texts the most
-    frequent feature fires on falls: 0.61 at layer 15 -> 0.43 at layer 28 (Spearman -1.00)."."""
+    frequent feature fires on falls: 0.61 at blocks.15.hook_resid_pre -> 0.43 at
+    blocks.28.hook_resid_pre (Spearman -1.00)."."""
     sentences = []
     for row in trends.itertuples():
         rho = "" if np.isnan(row.spearman) else f" (Spearman {row.spearman:+.2f})"
@@ -1214,7 +1215,7 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
 def _trend_word(series: np.ndarray) -> str:
     steps = np.diff(series)
     if series[-1] == series[0]:
-        return "flat"
+        return "stays flat"
     if (steps >= 0).all():
         return "rises"
     if (steps <= 0).all():

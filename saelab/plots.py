@@ -930,11 +930,28 @@ def _render(specs: list[dict[str, Any]]) -> None:
         raise RuntimeError(INSTALL_HINT)
     import kaleido
 
-    # mathjax=False: kaleido's default page loads MathJax from cdnjs, which hangs offline.
-    kaleido.write_fig_from_object_sync(specs, kopts={"path": browser, "mathjax": False}, cancel_on_error=True)
+    _ensure_kaleido_server(kaleido, browser)
+    kaleido.write_fig_from_object_sync(specs, cancel_on_error=True)
     missing = [str(s["path"]) for s in specs if not Path(s["path"]).is_file()]
     if missing:
         raise RuntimeError(f"kaleido reported success but did not write {missing}")
+
+
+_kaleido_browser: str | None = None
+
+
+def _ensure_kaleido_server(kaleido: Any, browser: str) -> None:
+    """Keep one headless Chromium for the whole process: starting one costs ~4 s, and a
+    notebook exports a dozen figures. kaleido stops it at interpreter exit.
+
+    mathjax=False: kaleido's default page loads MathJax from cdnjs, which hangs offline.
+    """
+    global _kaleido_browser
+    if _kaleido_browser == browser and kaleido._global_server.is_running():
+        return
+    kaleido.stop_sync_server(silence_warnings=True)
+    kaleido.start_sync_server(path=browser, mathjax=False, silence_warnings=True)
+    _kaleido_browser = browser
 
 
 __all__ = [

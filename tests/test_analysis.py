@@ -523,13 +523,13 @@ def test_layer_trends_orders_by_depth_and_names_the_direction():
     assert trends.loc["n_specialist_categories", "spearman"] == pytest.approx(1.0)
     assert trends.loc["frequent_coverage", "trend"] == "falls overall"
     assert trends.loc["frequent_coverage", "change"] == pytest.approx(-0.3)
-    assert trends.loc["strongest_value", "trend"] == "flat"
+    assert trends.loc["strongest_value", "trend"] == "stays flat"
     # Mean over categories of the best AUROC: layer 15 (0.7+0.6)/2, 20 (0.8+0.7)/2, 28 (0.9+0.8)/2.
     assert trends.loc["mean_best_auroc", "first"] == pytest.approx(0.65)
     assert trends.loc["mean_best_auroc", "last"] == pytest.approx(0.85)
     assert trends.loc["mean_best_auroc", "trend"] == "rises"
     sentences = analysis.describe_trends(trends.reset_index())
-    assert sentences[0].startswith("Categories with at least one significant specialist rises: 4 at blocks.15")
+    assert sentences[0].startswith("The number of categories with at least one significant specialist rises: 4 at blocks.15")
 
 
 def test_layer_trends_uses_given_depth_and_checks_it():

@@ -391,21 +391,27 @@ def test_save_figure_without_chromium_says_how_to_install(monkeypatch, tmp_path)
 def test_save_figure_asks_kaleido_for_an_offline_render(monkeypatch, tmp_path):
     import kaleido
 
-    calls = []
+    started, calls = [], []
 
-    def fake_write(specs, *, kopts, cancel_on_error):
-        calls.append((specs, kopts))
+    def fake_write(specs, *, cancel_on_error):
+        calls.append(specs)
         for spec in specs:
             spec["path"].write_bytes(b"x")
 
     monkeypatch.setattr(plots, "find_chromium", lambda: "/opt/chrome")
+    monkeypatch.setattr(plots, "_kaleido_browser", None)
+    monkeypatch.setattr(kaleido, "start_sync_server", lambda **kw: started.append(kw))
+    monkeypatch.setattr(kaleido, "stop_sync_server", lambda **kw: None)
+    monkeypatch.setattr(kaleido._global_server, "is_running", lambda: bool(started))
     monkeypatch.setattr(kaleido, "write_fig_from_object_sync", fake_write)
     out = plots.save_figure(_bar(), tmp_path / "sub" / "fig.png", formats=("png", "svg"), scale=3)
+    plots.save_figure(_bar(), tmp_path / "again.png", formats=("png",))
     assert out == [tmp_path / "sub" / "fig.png", tmp_path / "sub" / "fig.svg"]
-    ((specs, kopts),) = calls
-    assert kopts == {"path": "/opt/chrome", "mathjax": False}
-    assert [s["opts"]["format"] for s in specs] == ["png", "svg"]
-    assert all(s["opts"]["scale"] == 3 for s in specs)
+    # One browser for both exports, the system one, with MathJax (a CDN fetch) off.
+    assert started == [{"path": "/opt/chrome", "mathjax": False, "silence_warnings": True}]
+    assert [s["opts"]["format"] for s in calls[0]] == ["png", "svg"]
+    assert all(s["opts"]["scale"] == 3 for s in calls[0])
+    assert len(calls) == 2
 
 
 @pytest.mark.parametrize(

@@ -1120,7 +1120,7 @@ def logit_lens(model: HookedTransformer, sae: SAE, feature: int, top: int = 10) 
                 {
                     "direction": name,
                     "rank": np.arange(1, top + 1),
-                    "token": token_strings(model, ids.tolist()),
+                    "token": token_strings(model, ids.tolist(), contiguous=False),
                     "token_id": ids.numpy(),
                     "logit": logits[ids].numpy().astype(np.float64),
                 }

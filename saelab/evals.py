@@ -185,6 +185,19 @@ def density_histogram(
     )
 
 
+def shared_density_histograms(
+    results: Mapping[str, EvalResult], bins: int = DEFAULT_HISTOGRAM_BINS
+) -> dict[str, DensityHistogram]:
+    """Density histograms of several evaluations on one set of log10 edges (spanning the
+    rarest live feature of any of them), so they can be overlaid and compared bin by bin."""
+    if not results:
+        raise ValueError("results is empty; pass {name: EvalResult}")
+    live = [r.density[r.density > 0].min() for r in results.values() if (r.density > 0).any()]
+    low = min(math.floor(math.log10(float(min(live)))), -1) if live else -1
+    edges = torch.linspace(float(low), 0.0, bins + 1, dtype=torch.float64)
+    return {name: density_histogram(r.density, bins=edges) for name, r in results.items()}
+
+
 def _explained_variance_from_sums(resid_sum: float, total_sum: float, n: int) -> float:
     if n == 0:
         raise ValueError("explained variance needs at least one token")

@@ -11,6 +11,7 @@ depend on what else shares its batch or on the padding side.
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import warnings
@@ -441,9 +442,47 @@ def encode_activations(sae: SAE, acts: Float[Tensor, "*batch d_in"]) -> Float[Te
     return sae.encode(acts.to(device=param.device, dtype=param.dtype))
 
 
-def token_strings(model: HookedTransformer, ids: Sequence[int]) -> list[str]:
-    """One display string per token id."""
-    return [model.tokenizer.decode([t]) for t in ids]
+def token_strings(model: HookedTransformer, ids: Sequence[int], *, contiguous: bool = True) -> list[str]:
+    """One display string per token id.
+
+    Byte-level BPE (GPT-2, SmolLM2) splits some characters (emoji, CJK, some accented and
+    Cyrillic letters) across tokens, and decoding such a token on its own gives "�". For a
+    ``contiguous`` run of tokens (a text) the bytes are decoded incrementally instead: each
+    token shows the characters its bytes complete, so "😂" lands on the token that finishes
+    it and a token holding only the start of a character shows "". For unrelated tokens
+    (``contiguous=False``, e.g. a logit-lens list) the bytes of a partial character are shown
+    escaped, e.g. ``" \\xf0\\x9f\\x98"``. Special tokens and non-byte-level tokenizers decode token by token.
+    """
+    tokenizer = model.tokenizer
+    byte_of = _byte_decoder(tokenizer)
+    if byte_of is None:
+        return [tokenizer.decode([t]) for t in ids]
+    special = set(tokenizer.all_special_ids)
+    pieces = tokenizer.convert_ids_to_tokens(list(ids))
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    out = []
+    for token_id, piece in zip(ids, pieces):
+        if token_id in special or piece is None or any(ch not in byte_of for ch in piece):
+            decoder.reset()
+            out.append(tokenizer.decode([token_id]))
+            continue
+        raw = bytes(byte_of[ch] for ch in piece)
+        if contiguous:
+            out.append(decoder.decode(raw))
+        else:
+            out.append(raw.decode("utf-8", errors="backslashreplace"))
+    return out
+
+
+def _byte_decoder(tokenizer: Any) -> dict[str, int] | None:
+    """Map from the byte-level alphabet (e.g. "Ġ" for a space) to byte values, or None when
+    the tokenizer is not byte-level BPE."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or type(backend.decoder).__name__ != "ByteLevel":
+        return None
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    return {ch: b for b, ch in bytes_to_unicode().items()}
 
 
 def _encode(sae: SAE, acts: Float[Tensor, "batch pos d_in"], batch: Batch) -> Float[Tensor, "batch pos d_sae"]:

@@ -176,14 +176,30 @@ class TokenHighlight(_HtmlView):
         return float(self._values.max()) if self._values.size else 0.0
 
     def spans(self) -> str:
-        """The tokens as ``<span class="tok">`` elements (no wrapper)."""
-        alphas = np.clip(self._values / self.vmax, 0.0, 1.0)
-        return "".join(
-            self._span(t, float(v), float(a)) for t, v, a in zip(self.tokens, self._values, alphas, strict=True)
-        )
+        """The tokens as ``<span class="tok">`` elements (no wrapper).
 
-    def _span(self, token: str, value: float, alpha: float) -> str:
-        tip = html.escape(f"{self.label}: {format_value(value)}", quote=True)
+        A token shown as "" holds only the first bytes of a character that a later token
+        completes (``saelab.extract.token_strings``); it is drawn together with that token as
+        one span, at the larger of their values, with every piece's value in the tooltip.
+        """
+        out, held = [], []
+        for token, value in zip(self.tokens, self._values.tolist(), strict=True):
+            held.append(value)
+            if token == "":
+                continue
+            out.append(self._span(token, held))
+            held = []
+        if held:  # a character cut off at the end of the text
+            out.append(self._span("\ufffd", held))
+        return "".join(out)
+
+    def _span(self, token: str, pieces: list[float]) -> str:
+        value = max(pieces)
+        alpha = float(np.clip(value / self.vmax, 0.0, 1.0))
+        tip = f"{self.label}: {format_value(value)}"
+        if len(pieces) > 1:
+            tip += f" ({len(pieces)} tokens: {', '.join(format_value(v) for v in pieces)})"
+        tip = html.escape(tip, quote=True)
         # Spaces stay spaces (pre-wrap keeps leading ones and code indentation); characters
         # that would vanish or reflow the text become greyed glyphs.
         shown = html.escape(token)

@@ -357,3 +357,25 @@ def test_bad_inputs_explain(model, sae, tokens):
         evals.evaluate_sae(model, sae, [[tokens]], progress=False)
     with pytest.raises(ValueError, match="empty"):
         evals.evaluate_sae(model, sae, [], progress=False)
+
+
+def test_shared_density_histograms_use_one_set_of_edges():
+    from saelab.evals import EvalResult, density_histogram, shared_density_histograms
+
+    def result(density):
+        hist = density_histogram(density)
+        return EvalResult(
+            hook="h", d_sae=len(density), exclude_bos=True, ablate_bos=True, n_tokens=1000, n_predictions=0,
+            l0=1.0, explained_variance=0.5, mse=1.0, ce_loss_clean=float("nan"), ce_loss_spliced=float("nan"),
+            ce_loss_zero=float("nan"), ce_loss_recovered=float("nan"), kl_div=float("nan"), dead_fraction=0.0,
+            dense_fraction=0.0, dense_threshold=0.1, density=density, histogram=hist,
+        )
+
+    a = result(torch.tensor([1e-3, 1e-2, 0.0]))
+    b = result(torch.tensor([2e-5, 0.5, 0.5]))
+    assert not torch.equal(a.histogram.log10_edges, b.histogram.log10_edges)  # why sharing is needed
+    shared = shared_density_histograms({"a": a, "b": b}, bins=10)
+    assert torch.equal(shared["a"].log10_edges, shared["b"].log10_edges)
+    assert float(shared["a"].log10_edges[0]) == -5.0  # floor(log10(2e-5))
+    assert int(shared["a"].counts.sum()) + shared["a"].n_dead == 3
+    assert int(shared["b"].counts.sum()) == 3

@@ -459,3 +459,27 @@ def test_text_explorer_reports_bad_input(model, saes):
     two = widgets.TextExplorer(lambda texts: _per_token())
     with pytest.raises(ValueError, match="returned 2 texts"):
         two.set_text("hello")
+
+
+def test_token_split_across_a_character_is_drawn_as_one_span():
+    # token_strings gives "" for a token holding only the first bytes of a character ("😂"
+    # spread over two tokens); the view draws them as one span at the larger value.
+    view = widgets.TokenHighlight([" ha", "", "😂", "!"], [1.0, 0.5, 4.0, 0.0], label="feature 3")
+    spans = parse(view.fragment()).spans
+    assert [s["text"] for s in spans] == [" ha", "😂", "!"]
+    assert [s["data-value"] for s in spans] == ["1", "4", "0"]
+    assert spans[1]["title"] == "feature 3: 4.00 (2 tokens: 0.50, 4.00)"
+    tail = parse(widgets.TokenHighlight(["a", ""], [1.0, 2.0]).fragment()).spans
+    assert [s["text"] for s in tail] == ["a", "\ufffd"] and tail[1]["data-value"] == "2"
+
+
+def test_token_strings_rebuild_split_characters(model):
+    from saelab.extract import token_strings
+
+    text = "ça va 😂 中文 Привет"
+    ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
+    shown = token_strings(model, ids)
+    assert "".join(shown) == text and "\ufffd" not in "".join(shown)
+    assert "😂" in shown and "П" in shown
+    alone = token_strings(model, ids, contiguous=False)
+    assert any("\\x" in piece for piece in alone)  # partial characters shown as escaped bytes

@@ -1,0 +1,103 @@
+"""The notebooks: stored clean, parameterised, one parameter away from the gpt2 profile, and
+each runs top to bottom in a fresh kernel with FAST=True, exporting its figures."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from saelab import profiles
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+FIGURES = {
+    "01_setup": ["01_dense_vs_sparse", "01_logit_lens", "01_feature_by_category"],
+    "02_feature_exploration": [
+        "02_strongest_features", "02_specialist_heatmap", "02_coactivation", "02_padding_lesson",
+    ],
+    "03_multi_layer_comparison": [
+        "03_specialist_scores_by_layer", "03_strongest_by_layer", "03_frequent_coverage_by_layer",
+        "03_specialist_count_by_layer",
+    ],
+    "04_custom_training": [
+        "04_training_curves", "04_pareto_explained_variance", "04_pareto_ce_loss_recovered", "04_dead_fraction",
+        "04_feature_density",
+    ],
+}  # fmt: skip
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _read(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def _parameters(nb: nbformat.NotebookNode) -> dict:
+    cell = next(c for c in nb.cells if c.cell_type == "code")
+    assert "parameters" in cell.metadata.get("tags", []), "the first code cell must be tagged 'parameters'"
+    namespace: dict = {}
+    exec(cell.source, namespace)  # the parameters cell holds plain assignments only
+    return {k: v for k, v in namespace.items() if not k.startswith("__")}
+
+
+def test_the_series_is_complete():
+    assert [p.stem for p in NOTEBOOKS] == list(FIGURES)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_stored_without_outputs(path):
+    nb = _read(path)
+    nbformat.validate(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{path.name} has stored outputs"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_default_to_offline_and_switch_to_gpt2(path):
+    params = _parameters(_read(path))
+    assert params["PROFILE"] == "offline" and params["FAST"] is False
+    assert {"ASSETS", "OUTPUTS"} <= set(params)
+    # The one parameter a user changes: every model, SAE and hook then comes from the gpt2 profile.
+    gpt2 = profiles.get("gpt2")
+    assert gpt2.sae_release == "gpt2-small-res-jb"
+    assert gpt2.hooks == tuple(f"blocks.{i}.hook_resid_pre" for i in (6, 8, 10, 11))
+    assert [gpt2.neuronpedia_id(h) for h in gpt2.hooks] == [f"gpt2-small/{i}-res-jb" for i in (6, 8, 10, 11)]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_takes_model_and_saes_from_the_profile(path):
+    """No model name, SAE release or hook typed into a notebook: those would not follow PROFILE."""
+    code = "\n".join(c.source for c in _read(path).cells if c.cell_type == "code")
+    assert "saelab.profiles.get(PROFILE)" in code
+    without_comments = re.sub(r"#.*", "", code)
+    for literal in ("smollm2", "gpt2-small", "saelab-smollm2-135m"):
+        assert literal not in without_comments, f"{path.name} hard-codes {literal!r}"
+    assert not re.search(r"blocks\.\d+\.hook_\w+", without_comments), f"{path.name} hard-codes a hook name"
+    assert "\ndef " not in "\n" + code, f"{path.name} defines a helper; it belongs in saelab"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_fast_and_exports_its_figures(path, tmp_path):
+    import papermill
+
+    assets, outputs = tmp_path / "assets", tmp_path / "outputs"
+    declared = _parameters(_read(path))
+    params = {"FAST": True, "ASSETS": str(assets), "OUTPUTS": str(outputs)}
+    if "N_PERMUTATIONS" in declared:
+        params["N_PERMUTATIONS"] = 20_000
+    executed = tmp_path / path.name
+    papermill.execute_notebook(
+        str(path), str(executed), parameters=params, cwd=str(path.parent), kernel_name="python3", progress_bar=False
+    )
+    nb = _read(executed)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    for name in FIGURES[path.stem]:
+        png = assets / f"{name}.png"
+        assert png.is_file() and png.read_bytes()[:8] == PNG_MAGIC, f"{png.name} was not exported"
+        assert png.stat().st_size > 5_000, f"{png.name} looks empty"
+        assert (assets / f"{name}.svg").is_file()

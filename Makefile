@@ -8,13 +8,14 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.saelab-setup-stamp
 TORCH_PIN := torch==2.13.0
 
-.PHONY: setup test test-fast demo bench saes clean-cache help
+.PHONY: setup test test-fast demo lab bench saes clean-cache help
 
 help:
 	@echo "make setup      create .venv and install everything (idempotent)"
 	@echo "make test       run the test suite (sets up first)"
 	@echo "make test-fast  run only the fast tests"
 	@echo "make demo       execute all notebooks headless into outputs/, figures into assets/"
+	@echo "make lab        open the notebooks in JupyterLab (run them cell by cell)"
 	@echo "make bench      run the benchmarks in bench/ (extraction, then training vs SAELens: ~20 min)"
 	@echo "make saes       retrain the bundled SAE suite into data/saes/ (hours on CPU; uses CUDA if present)"
 
@@ -41,6 +42,9 @@ test-fast: setup
 
 demo: setup
 	$(PY) scripts/run_demo.py
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/
 
 bench: setup
 	$(PY) bench/extract.py

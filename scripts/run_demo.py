@@ -48,8 +48,16 @@ def main() -> int:
         results.append((nb.name, took))
         print(f"[demo {i}/{len(notebooks)}] {nb.name} done in {took:.0f} s", flush=True)
     print(f"\n[demo] all {len(results)} notebook(s) ran in {time.perf_counter() - total:.0f} s")
-    print(f"[demo] executed notebooks: {out_dir}")
-    print(f"[demo] figures:            {ROOT / 'assets'}")
+    for name, took in results:
+        print(f"[demo]   {name:34s} {took:6.0f} s")
+    figures = sorted((ROOT / "assets").glob("*.png"))
+    pages = sorted(out_dir.glob("*.html"))
+    print(f"[demo] executed notebooks: {out_dir}/")
+    print(f"[demo] figures ({len(figures)} PNG, each with an SVG): {ROOT / 'assets'}/")
+    print(f"[demo] HTML pages (token highlighting, feature explorer; open in a browser): "
+          + ", ".join(p.name for p in pages))
+    print(f"[demo] SAEs trained by notebook 04 (SAELens format): {out_dir / 'saes'}/")
+    print("[demo] open the notebooks yourself with `make lab`")
     return 0
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from saelab.train import TrainConfig, TrainableSAE, geometric_median, lr_lambda, make_optimizer, train_step
+from saelab.train import kernels
 from saelab.train.optim import make_scheduler
 
 
@@ -286,6 +287,131 @@ def test_fast_topk_matches_reference_in_bfloat16():
     torch.testing.assert_close(fast.x_hat, ref.x_hat, rtol=2e-2, atol=2e-2)
     for name, grad in ref_grads.items():  # the fast backward is exact fp32; the reference's is bf16
         torch.testing.assert_close(fast_grads[name], grad, rtol=5e-2, atol=5e-2 * grad.abs().max().item())
+
+
+# The ReLU fast kernel takes its sparse path up to kernels.RELU_SPARSE_MAX_DENSITY and the
+# dense one above; these thresholds force one branch whatever the batch's density.
+_RELU_BRANCH = {"sparse": 1.0, "dense": -1.0}
+
+
+def _relu_batch(cfg: TrainConfig, sae: TrainableSAE, n: int) -> torch.Tensor:
+    """Random tokens, the first three sitting exactly on b_dec: with every b_enc < 0 below,
+    their pre-activations are all negative, so those rows have no active latent."""
+    x = torch.randn(n, cfg.d_in, dtype=sae.dtype)
+    x[:3] = sae.b_dec.detach()
+    return x
+
+
+def _assert_same_relu_step(fast, ref) -> None:
+    (fast, fast_grads, fast_xgrad), (ref, ref_grads, ref_xgrad) = fast, ref
+    torch.testing.assert_close(fast.x_hat, ref.x_hat)
+    torch.testing.assert_close(fast.feats, ref.feats)
+    assert set(fast.losses) == set(ref.losses) == {"mse", "l1"}
+    for name in ("mse", "l1"):
+        torch.testing.assert_close(fast.losses[name], ref.losses[name])
+    torch.testing.assert_close(fast.loss, ref.loss)
+    torch.testing.assert_close(fast.l0, ref.l0)
+    torch.testing.assert_close(fast.explained_variance, ref.explained_variance)
+    assert torch.equal(fast.fire_counts, ref.fire_counts)
+    assert set(fast_grads) == set(ref_grads)
+    for name, grad in ref_grads.items():
+        torch.testing.assert_close(fast_grads[name], grad, msg=lambda m, name=name: f"{name}: {m}")
+    torch.testing.assert_close(fast_xgrad, ref_xgrad)
+
+
+@pytest.mark.parametrize("tied", [False, True])
+@pytest.mark.parametrize("branch", ["sparse", "dense"])
+@pytest.mark.parametrize("d_in, d_sae, n", [(8, 16, 32), (24, 96, 80)])
+def test_fast_relu_matches_reference(monkeypatch, branch, tied, d_in, d_sae, n):
+    monkeypatch.setattr(kernels, "RELU_SPARSE_MAX_DENSITY", _RELU_BRANCH[branch])
+    cfg = tiny("relu", d_in=d_in, d_sae=d_sae, dtype="float64", l1_coefficient=0.7, tied_decoder=tied)
+    sae = randomised(cfg)
+    with torch.no_grad():
+        sae.b_enc.copy_(-0.3 - 0.3 * torch.rand(d_sae, dtype=torch.float64))  # some latents on, most off
+        if not tied:
+            sae.W_dec.mul_(0.5 + torch.rand(d_sae, 1, dtype=torch.float64))  # unequal norms for the L1 weights
+    x = _relu_batch(cfg, sae, n)
+    fast, ref = _run(sae, x, "fast"), _run(sae, x, "reference")
+    _assert_same_relu_step(fast, ref)
+    assert (fast[0].dense_feats is None) == (branch == "sparse")
+    active_per_token = (ref[0].feats > 0).sum(1)
+    assert (active_per_token[:3] == 0).all() and active_per_token.max() > 1  # empty rows, and busy ones
+    assert 0 < ref[0].l0 < d_sae / 2
+    assert set(fast[1]) == ({"W_enc", "b_enc", "b_dec"} | (set() if tied else {"W_dec"}))
+
+
+@pytest.mark.parametrize("branch", ["sparse", "dense"])
+def test_fast_relu_matches_reference_with_no_active_latent(monkeypatch, branch):
+    monkeypatch.setattr(kernels, "RELU_SPARSE_MAX_DENSITY", _RELU_BRANCH[branch])
+    sae = randomised(tiny("relu", dtype="float64"))
+    with torch.no_grad():
+        sae.b_enc.fill_(-100.0)
+    x = torch.randn(16, 8, dtype=torch.float64)
+    fast, ref = _run(sae, x, "fast"), _run(sae, x, "reference")
+    _assert_same_relu_step(fast, ref)
+    assert fast[0].l0 == 0 and fast[0].losses["l1"] == 0
+    torch.testing.assert_close(fast[0].x_hat, sae.b_dec.detach().expand(16, 8))  # nothing but the bias
+    assert (fast[1]["W_enc"] == 0).all() and (fast[1]["W_dec"] == 0).all()
+
+
+@pytest.mark.parametrize("branch", ["sparse", "dense"])
+def test_fast_relu_gradient_is_zero_at_zero(monkeypatch, branch):
+    """ReLU at exactly 0: value 0 and gradient 0 (torch's convention, and the reference's)."""
+    monkeypatch.setattr(kernels, "RELU_SPARSE_MAX_DENSITY", _RELU_BRANCH[branch])
+    cfg = tiny("relu", d_in=4, d_sae=4, dtype="float64", l1_coefficient=1.0)
+    sae = TrainableSAE(cfg)
+    set_weights(sae, torch.eye(4), torch.eye(4))
+    x = torch.tensor([[0.0, 1.0, -1.0, 2.0]], dtype=torch.float64)  # pre = x: latent 0 sits at exactly 0
+    fast, ref = _run(sae, x, "fast"), _run(sae, x, "reference")
+    _assert_same_relu_step(fast, ref)
+    assert fast[0].fire_counts.tolist() == [0, 1, 0, 1]
+    # b_enc's gradient is dL/dpre: zero for the latents at or below 0, nonzero for the open ones
+    b_enc_grad = fast[1]["b_enc"]
+    assert b_enc_grad[0] == 0 and b_enc_grad[2] == 0 and (b_enc_grad[[1, 3]] != 0).all()
+
+
+def test_fast_relu_picks_its_branch_by_density():
+    d_sae = 200
+    sae = TrainableSAE(tiny("relu", d_sae=d_sae))
+    at_most = int(kernels.RELU_SPARSE_MAX_DENSITY * d_sae)  # active latents the sparse branch takes
+    for n_on, sparse in ((0, True), (at_most, True), (at_most + 1, False), (d_sae, False)):
+        # W_enc = 0 makes pre = b_enc for every token: exactly n_on latents active everywhere
+        set_weights(sae, torch.zeros(8, d_sae), sae.W_dec.detach(), b_enc=(torch.arange(d_sae) < n_on) * 1.0 - 0.5)
+        out = sae.forward_train(torch.randn(16, 8), kernel="fast")
+        assert out.l0 == n_on and (out.dense_feats is None) == sparse, (n_on, at_most)
+
+
+@pytest.mark.parametrize("branch", ["sparse", "dense"])
+def test_fast_relu_matches_reference_in_bfloat16(monkeypatch, branch):
+    monkeypatch.setattr(kernels, "RELU_SPARSE_MAX_DENSITY", _RELU_BRANCH[branch])
+    sae = randomised(tiny("relu", compute_dtype="bfloat16", l1_coefficient=0.5))
+    with torch.no_grad():
+        sae.b_enc.fill_(-0.5)
+    x = torch.randn(64, 8)
+    fast, fast_grads, _ = _run(sae, x, "fast")
+    ref, ref_grads, _ = _run(sae, x, "reference")
+    torch.testing.assert_close(fast.feats.float(), ref.feats.float())  # the same bf16 pre-activations
+    torch.testing.assert_close(fast.x_hat, ref.x_hat, rtol=2e-2, atol=2e-2)
+    for name, grad in ref_grads.items():
+        torch.testing.assert_close(fast_grads[name], grad, rtol=5e-2, atol=5e-2 * grad.abs().max().item())
+
+
+def test_fast_relu_training_run_matches_reference(monkeypatch):
+    """Forty Adam steps from the same start: the fast kernel, crossing from its dense branch
+    to its sparse one as the L1 penalty bites, ends where the reference does."""
+    monkeypatch.setattr(kernels, "RELU_SPARSE_MAX_DENSITY", 0.3)
+    steps, batch = 40, 64
+    x = sparse_data(steps * batch).double()
+    cfg = tiny("relu", d_sae=32, dtype="float64", lr=2e-2, l1_coefficient=1.0, total_steps=steps, batch_size=batch)
+    runs = {}
+    for kernel in ("fast", "reference"):
+        sae, outs = _train(TrainConfig(**{**cfg.to_dict(), "kernel": kernel}), x)
+        runs[kernel] = sae, [o.dense_feats is None for o in outs], [o.l0.item() for o in outs]
+    (fast, sparse_steps, fast_l0), (ref, _, ref_l0) = runs["fast"], runs["reference"]
+    assert not sparse_steps[0] and sparse_steps[-1]  # began dense, ended sparse
+    assert fast_l0 == pytest.approx(ref_l0)
+    for (name, a), b in zip(fast.state_dict().items(), ref.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9, msg=lambda m, name=name: f"{name}: {m}")
 
 
 @pytest.mark.parametrize("activation", ["relu", "jumprelu", "topk"])

@@ -61,8 +61,10 @@ class TrainConfig:
 
     kernel: Kernel = "fast"
     """``fast``: TopK encodes densely but decodes and back-propagates through only the k
-    active latents per token. ``reference``: the plain dense computation. Same maths; the
-    tests check one against the other. relu and jumprelu always use the dense kernel."""
+    active latents per token; ReLU does the same with each token's positive latents while
+    they are few (``kernels.RELU_SPARSE_MAX_DENSITY``) and a leaner dense step otherwise.
+    ``reference``: the plain dense computation. Same maths; the tests check one against the
+    other. jumprelu always uses the dense kernel."""
     compute_dtype: ComputeDtype = "float32"
     """Dtype of the large training matmuls. ``bfloat16`` is faster on CPUs with bf16 units
     and on GPUs; master weights, optimiser state and the sparse kernels stay in ``dtype``."""

@@ -206,6 +206,7 @@ def our_config(args: argparse.Namespace, activation: str, d_in: int, device: tor
         lr_decay_steps=args.lr_decay,
         total_steps=args.steps,
         batch_size=args.batch_size,
+        normalize_activations="none",  # SAELens's side is configured with "none" too
         seed=args.seed,
         hook_name=args.hook,
         grad_clip_norm=args.grad_clip if args.grad_clip > 0 else None,
@@ -236,7 +237,7 @@ def saelens_trainer(cfg: TrainConfig, batches: StampedBatches, b_dec: Tensor, ar
         d_sae=cfg.d_sae,
         dtype="float32",
         device=cfg.device,
-        normalize_activations="none",
+        normalize_activations="none",  # ours is set to "none" too: same inputs on both sides
         metadata=SAEMetadata(model_name=cfg.model_name, hook_name=cfg.hook_name),
     )
     if cfg.activation == "topk":

@@ -194,3 +194,22 @@ def test_invalid_configs_name_the_problem(changes, message):
 def test_unknown_config_field():
     with pytest.raises(ValueError, match=r"Unknown TrainConfig field\(s\) \['hidden_dim'\]"):
         TrainConfig.from_dict({"hidden_dim": 10})
+
+
+def test_the_saes_own_normalisation_is_folded(tmp_path):
+    """A scale the SAE holds (TrainConfig.normalize_activations) is folded on export, times
+    any external one: the exported SAE reads raw activations like the trained SAE does."""
+    sae = trained_looking("relu")
+    sae.set_input_scale(0.2)
+    x = 30 * torch.randn(5, 8)
+    loaded = SAE.load_from_disk(save_sae(sae, tmp_path / "own"))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.encode(x), sae.encode(x))
+        torch.testing.assert_close(loaded(x), sae(x))
+        assert sae.encode(x).abs().sum() > 0
+        # encode of raw x equals the normalised computation on 0.2 * x
+        pre = (0.2 * x - sae.b_dec) @ sae.W_enc + sae.b_enc
+        torch.testing.assert_close(sae.encode(x), pre.relu())
+    both = SAE.load_from_disk(save_sae(sae, tmp_path / "both", input_scale=0.5))
+    with torch.no_grad():
+        torch.testing.assert_close(both.encode(x), sae.encode(0.5 * x))

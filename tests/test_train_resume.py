@@ -89,3 +89,31 @@ def test_stop_at_then_resume_matches_uninterrupted(tmp_path):
 def test_stop_at_needs_a_checkpoint_dir():
     with pytest.raises(ValueError, match="needs a checkpoint_dir"):
         RunConfig(stop_at=5)
+
+
+def test_inputs_are_normalised_to_mean_norm_sqrt_d_in():
+    import math
+
+    from saelab.train.trainer import estimate_input_scale
+
+    source = synthetic_source(CFG.d_in, CFG.batch_size, seed=7)
+    scale = estimate_input_scale(source(0), CFG.d_in, CFG.norm_batches)
+    batch = next(source(0))
+    assert float((scale * batch).norm(dim=-1).mean()) == pytest.approx(math.sqrt(CFG.d_in), rel=0.05)
+    big = lambda start: (100 * b for b in source(start))  # noqa: E731 (a scaled copy of the source)
+    result = fit(CFG, big, RunConfig(progress=False))
+    assert float(result.sae.input_scale) == pytest.approx(scale / 100, rel=1e-6)
+    plain = fit(type(CFG).from_dict({**CFG.to_dict(), "normalize_activations": "none"}), big, RunConfig(progress=False))
+    assert float(plain.sae.input_scale) == 1.0
+    with pytest.raises(ValueError, match="normalize_activations"):
+        type(CFG).from_dict({**CFG.to_dict(), "normalize_activations": "layer_norm"})
+
+
+def test_normalisation_makes_training_scale_free():
+    """The same data at 100x the scale trains to the same L0 and explained variance."""
+    small = fit(CFG, synthetic_source(CFG.d_in, CFG.batch_size, seed=7), RunConfig(progress=False))
+    src = synthetic_source(CFG.d_in, CFG.batch_size, seed=7)
+    large = fit(CFG, lambda start: (100 * b for b in src(start)), RunConfig(progress=False))
+    assert large.final["explained_variance"] == pytest.approx(small.final["explained_variance"], abs=1e-4)
+    x = next(src(0))
+    torch.testing.assert_close(large.sae.encode(100 * x), small.sae.encode(x), atol=1e-3, rtol=1e-3)

@@ -16,11 +16,13 @@ Activation = Literal["relu", "jumprelu", "topk"]
 Kernel = Literal["fast", "reference"]
 ComputeDtype = Literal["float32", "bfloat16"]
 ParamDtype = Literal["float32", "float64"]
+Normalization = Literal["expected_average_only_in", "none"]
 
 ACTIVATIONS: tuple[str, ...] = ("relu", "jumprelu", "topk")
 KERNELS: tuple[str, ...] = ("fast", "reference")
 COMPUTE_DTYPES: tuple[str, ...] = ("float32", "bfloat16")
 PARAM_DTYPES: tuple[str, ...] = ("float32", "float64")
+NORMALIZATIONS: tuple[str, ...] = ("expected_average_only_in", "none")
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,16 @@ class TrainConfig:
     heuristic of Gao et al. 2024, Appendix B.1)."""
     aux_coefficient: float = 1 / 32
     """topk only: weight of the AuxK loss (Gao et al. use 1/32); 0 disables it."""
+    normalize_activations: Normalization = "expected_average_only_in"
+    """``expected_average_only_in`` (SAELens's name): multiply the inputs by one constant so
+    their mean norm is sqrt(d_in), estimated on the first ``norm_batches`` batches. Residual
+    norms here run from ~150 to ~650 with depth; on unit-scale inputs one lr and one sparsity
+    coefficient mean the same at every layer, and Adam moves the biases and thresholds fast
+    enough to make ReLU/JumpReLU sparse within a short run. The constant is kept in the SAE
+    and folded into the exported weights, which therefore read raw activations. ``none``
+    trains on the activations as they are."""
+    norm_batches: int = 8
+    """Batches averaged to estimate the normalisation constant."""
     dead_tokens_threshold: int = 500_000
     """A latent is dead once it has not fired for this many training tokens. Counted in
     tokens, not steps, so the meaning does not change with the batch size."""
@@ -148,10 +160,11 @@ def _problems(cfg: TrainConfig) -> list[str]:
         ("kernel", cfg.kernel, KERNELS),
         ("compute_dtype", cfg.compute_dtype, COMPUTE_DTYPES),
         ("dtype", cfg.dtype, PARAM_DTYPES),
+        ("normalize_activations", cfg.normalize_activations, NORMALIZATIONS),
     ):
         if value not in choices:
             out.append(f"{name}={value!r}; valid options: {list(choices)}")
-    for name in ("d_in", "d_sae", "k", "total_steps", "batch_size", "dead_tokens_threshold"):
+    for name in ("d_in", "d_sae", "k", "total_steps", "batch_size", "dead_tokens_threshold", "norm_batches"):
         value = getattr(cfg, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             out.append(f"{name} must be a positive integer, got {value!r}")

@@ -41,15 +41,17 @@ def sae_lens_state_dict(
 ) -> dict[str, Tensor]:
     """The tensors SAELens expects, on CPU, contiguous, in ``dtype``.
 
-    A tied decoder is materialised as its own ``W_dec``. ``input_scale`` is the factor the
-    training activations were multiplied by; it is folded in so the exported SAE reads raw
-    activations: W_enc * s, W_dec / s, b_dec / s (pre-activations, hence thresholds and
-    top-k choices, are unchanged).
+    A tied decoder is materialised as its own ``W_dec``. The SAE's own ``input_scale`` (its
+    normalisation constant, see ``TrainConfig.normalize_activations``) times ``input_scale``
+    (a factor the training activations were multiplied by before they reached the trainer)
+    is folded in, so the exported SAE reads raw activations: W_enc * s, W_dec / s, b_dec / s
+    (pre-activations, hence thresholds and top-k choices, are unchanged).
     """
     if dtype not in STORAGE_DTYPES:
         raise ValueError(f"Unknown storage dtype {dtype!r}; valid: {list(STORAGE_DTYPES)}")
     if not input_scale > 0:
         raise ValueError(f"input_scale must be > 0, got {input_scale}")
+    input_scale = input_scale * float(sae.input_scale)
     with torch.no_grad():
         state = {
             "W_enc": sae.W_enc * input_scale,
@@ -122,7 +124,7 @@ def save_sae(
     """
     state = sae_lens_state_dict(sae, dtype=dtype, input_scale=input_scale)
     cfg_dict = sae_lens_cfg_dict(sae, extra_metadata=extra_metadata, storage_dtype=dtype)
-    cfg_dict["metadata"]["saelab_input_scale_folded"] = input_scale
+    cfg_dict["metadata"]["saelab_input_scale_folded"] = input_scale * float(sae.input_scale)
     text = json.dumps(cfg_dict, indent=2)  # fails here, before touching the disk, if not serialisable
 
     def write(folder: Path) -> None:
@@ -139,7 +141,7 @@ def to_sae_lens(
     from sae_lens import SAE
 
     cfg_dict = sae_lens_cfg_dict(sae)
-    cfg_dict["metadata"]["saelab_input_scale_folded"] = input_scale
+    cfg_dict["metadata"]["saelab_input_scale_folded"] = input_scale * float(sae.input_scale)
     cfg_dict["device"] = str(torch.device(device) if device is not None else sae.device)
     out = SAE.from_dict(cfg_dict)
     state = sae_lens_state_dict(sae, input_scale=input_scale)

@@ -36,6 +36,7 @@ other, outputs and gradients:
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
@@ -427,6 +428,9 @@ class TrainableSAE(nn.Module):
                 torch.full((cfg.d_sae,), cfg.jumprelu_init_threshold, device=device, dtype=dtype)
             )
         self.register_buffer("tokens_since_fired", torch.zeros(cfg.d_sae, dtype=torch.int64, device=device))
+        # The constant the inputs are multiplied by before anything else (see
+        # TrainConfig.normalize_activations); set once by the trainer, saved with the state.
+        self.register_buffer("input_scale", torch.ones((), dtype=dtype, device=device))
         self._workspace: Tensor | None = None  # scratch memory of the fast kernel, not state
 
     def __getattr__(self, name: str) -> Any:
@@ -447,8 +451,9 @@ class TrainableSAE(nn.Module):
     # -- inference --------------------------------------------------------------------
 
     def encode(self, x: Float[Tensor, "*batch d_in"]) -> Float[Tensor, "*batch d_sae"]:
-        """Latent activations, computed in the parameters' dtype exactly as SAELens does."""
-        x_BD = self._flat_input(x)
+        """Latent activations of raw activations ``x``, computed in the parameters' dtype
+        exactly as SAELens computes them for the exported SAE."""
+        x_BD = self._flat_input(x) * self.input_scale
         pre_BF = (x_BD - self.b_dec) @ self.W_enc + self.b_enc
         if self.cfg.activation == "relu":
             feats = pre_BF.relu()
@@ -460,7 +465,8 @@ class TrainableSAE(nn.Module):
         return feats.reshape(*x.shape[:-1], self.cfg.d_sae)
 
     def decode(self, feats: Float[Tensor, "*batch d_sae"]) -> Float[Tensor, "*batch d_in"]:
-        return feats @ self.W_dec + self.b_dec
+        """Reconstruction in the raw activations' scale."""
+        return (feats @ self.W_dec + self.b_dec) / self.input_scale
 
     def forward(self, x: Float[Tensor, "*batch d_in"]) -> Float[Tensor, "*batch d_in"]:
         return self.decode(self.encode(x))
@@ -470,14 +476,16 @@ class TrainableSAE(nn.Module):
     def forward_train(
         self, x: Float[Tensor, "batch d_in"], *, kernel: Literal["fast", "reference"] | None = None
     ) -> TrainStepOutput:
-        """Reconstruction, losses and metrics for one batch (``kernel`` overrides the config).
+        """Reconstruction, losses and metrics for one batch of raw activations (``kernel``
+        overrides the config). The losses and ``x_hat`` are in the normalised space the SAE
+        trains in (``x * input_scale``), so coefficients do not depend on the layer's scale.
 
         In training mode it also advances ``tokens_since_fired``; the AuxK loss reads the
         dead latents as they were before this batch.
         """
         if x.ndim != 2:
             raise ValueError(f"forward_train expects a [batch, d_in] tensor, got shape {tuple(x.shape)}")
-        x_BD = self._flat_input(x)
+        x_BD = self._scaled(self._flat_input(x))
         kernel = kernel or self.cfg.kernel
         if self.cfg.activation == "relu":
             out = self._train_relu_fast(x_BD) if kernel == "fast" else self._train_relu(x_BD)
@@ -511,11 +519,13 @@ class TrainableSAE(nn.Module):
         sample: Float[Tensor, "n d_in"],
         method: Literal["geometric_median", "mean", "zeros"] = "geometric_median",
     ) -> Float[Tensor, " d_in"]:
-        """Set b_dec from a sample of activations (Bricken et al. 2023 use the geometric median)."""
+        """Set b_dec from a sample of raw activations (Bricken et al. 2023 use the geometric
+        median), in the normalised space the SAE trains in."""
+        sample = sample.reshape(-1, self.cfg.d_in).to(self.input_scale.device) * self.input_scale
         if method == "geometric_median":
-            value = geometric_median(sample.reshape(-1, self.cfg.d_in))
+            value = geometric_median(sample)
         elif method == "mean":
-            value = sample.reshape(-1, self.cfg.d_in).double().mean(0)
+            value = sample.double().mean(0)
         elif method == "zeros":
             value = torch.zeros(self.cfg.d_in)
         else:
@@ -698,6 +708,17 @@ class TrainableSAE(nn.Module):
     def _record_firing(self, fired: Bool[Tensor, " d_sae"], n_tokens: int) -> None:
         self.tokens_since_fired += n_tokens
         self.tokens_since_fired[fired] = 0
+
+    @torch.no_grad()
+    def set_input_scale(self, scale: float) -> None:
+        """Set the constant inputs are multiplied by (before training starts)."""
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"input scale must be a finite positive number, got {scale}")
+        self.input_scale.fill_(scale)
+
+    def _scaled(self, x_BD: Tensor) -> Float[Tensor, "batch d_in"]:
+        # One elementwise pass, small beside the matmuls; multiplying by 1.0 is exact.
+        return x_BD * self.input_scale
 
     def _flat_input(self, x: Tensor) -> Float[Tensor, "batch d_in"]:
         if x.shape[-1] != self.cfg.d_in:

@@ -9,7 +9,9 @@ source to start there, with the SAE, optimizer, schedule and RNG states restored
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +94,8 @@ def fit(cfg: TrainConfig, source: BatchSource, run: RunConfig | None = None) -> 
     optimizer = make_optimizer(sae, cfg)
     scheduler = make_scheduler(optimizer, cfg)
     start, history = _maybe_resume(run, sae, optimizer, scheduler)
+    if start == 0 and cfg.normalize_activations == "expected_average_only_in":
+        sae.set_input_scale(estimate_input_scale(source(0), cfg.d_in, cfg.norm_batches))
     logger = _WandbLogger(cfg, run) if run.use_wandb else None
     batches = source(start)
     end = cfg.total_steps if run.stop_at is None else max(start, min(run.stop_at, cfg.total_steps))
@@ -127,6 +131,21 @@ def fit(cfg: TrainConfig, source: BatchSource, run: RunConfig | None = None) -> 
         steps_done=end,
         final=frame.iloc[-1].to_dict() if len(frame) else {},
     )
+
+
+def estimate_input_scale(batches: Iterator[Float[Tensor, "batch d_in"]], d_in: int, n_batches: int) -> float:
+    """``sqrt(d_in) / mean ||x||`` over the first ``n_batches`` batches: the constant that
+    gives inputs a mean norm of sqrt(d_in) (SAELens's ``expected_average_only_in``)."""
+    total, count = 0.0, 0
+    for batch in itertools.islice(batches, n_batches):
+        norms = batch.double().norm(dim=-1)
+        total, count = total + float(norms.sum()), count + norms.numel()
+    if count == 0:
+        raise ValueError("The batch source yielded no batches to estimate the normalisation from.")
+    mean = total / count
+    if not (math.isfinite(mean) and mean > 0):
+        raise ValueError(f"Cannot normalise activations whose mean norm is {mean}; check the data.")
+    return math.sqrt(d_in) / mean
 
 
 def _next_batch(batches: Iterator[Tensor], step: int, cfg: TrainConfig) -> Tensor:

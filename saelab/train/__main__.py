@@ -24,7 +24,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--activation", choices=["relu", "jumprelu", "topk"], default="topk")
     parser.add_argument("--hidden-dim", type=int, default=None, help="d_sae (default 8 x d_model)")
-    parser.add_argument("--lr", type=float, default=4e-4)
+    parser.add_argument("--lr", type=float, default=None, help="Adam lr (default: 2e-3 for runs under 2,000 steps, "
+                        "where Adam needs to move biases and thresholds far in few steps; 4e-4 for longer ones)")
     parser.add_argument("--batch-size", type=int, default=4096, help="activation vectors per step")
     parser.add_argument("--layer", type=int, default=None, help="blocks.LAYER.hook_resid_pre (default: the profile's default hook)")
     parser.add_argument("--hook", default=None, help="any TransformerLens hook name (overrides --layer)")
@@ -32,6 +33,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--store-tokens", type=int, default=None, help="rows in the activation store (default: --tokens + 5%% held out)")
     parser.add_argument("--target-l0", type=float, default=None, help="calibrate sparsity to this L0 (TopK: sets k)")
     parser.add_argument("--k", type=int, default=32, help="TopK k when --target-l0 is not given")
+    parser.add_argument("--calibration-steps", type=int, default=None,
+                        help="steps per calibration trial (default: the run's own length, at most 500)")
+    parser.add_argument("--jumprelu-threshold", type=float, default=1.0,
+                        help="JumpReLU's initial threshold on normalised inputs (short runs need it near its final value)")
     parser.add_argument("--compute-dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--profile", default="offline", help="offline (default) or gpt2")
     parser.add_argument("--seed", type=int, default=0)
@@ -59,10 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     model = profile.load_model(args.device)
     d_sae = args.hidden_dim or 8 * model.cfg.d_model
     steps = max(1, args.tokens // args.batch_size)
+    lr = args.lr if args.lr is not None else (2e-3 if steps < 2000 else 4e-4)
     store_tokens = args.store_tokens or int(args.tokens * 1.06) + 1
     store = activation_store(model, [hook], n_tokens=store_tokens, seed=args.seed)
     cfg = TrainConfig(
-        activation=args.activation, d_in=model.cfg.d_model, d_sae=d_sae, k=args.k, lr=args.lr,
+        activation=args.activation, d_in=model.cfg.d_model, d_sae=d_sae, k=args.k, lr=lr,
+        jumprelu_init_threshold=args.jumprelu_threshold, jumprelu_bandwidth=0.5,
         batch_size=args.batch_size, total_steps=steps, lr_warmup_steps=min(100, steps // 10),
         lr_decay_steps=max(1, steps // 5), seed=args.seed, compute_dtype=args.compute_dtype,
         model_name=model.cfg.model_name, hook_name=hook, device=args.device,
@@ -72,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint_dir=str(checkpoint_folder(cache_dir() / "checkpoints", cfg)),
         checkpoint_every=args.checkpoint_every, resume=args.resume, use_wandb=args.use_wandb,
     )
-    result = train_on_store(store, cfg, run, target_l0=args.target_l0)
+    calibration_steps = args.calibration_steps or min(steps, 500)
+    result = train_on_store(store, cfg, run, target_l0=args.target_l0, calibration_steps=calibration_steps)
     out = args.out or cache_dir() / "saes" / f"{args.activation}-{hook}"
     save_sae(result.sae, out)
     print(f"\nSaved SAE (SAELens format) to {out}")

@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -28,7 +29,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tokens", type=int, default=2_000_000, help="training tokens per SAE")
     parser.add_argument("--k", type=int, default=32, help="TopK k (= L0)")
     parser.add_argument("--batch-size", type=int, default=2048)
-    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--lr", type=float, default=5e-4, help="Adam lr (inputs are normalised to mean norm sqrt(d_in))")
+    parser.add_argument("--dead-tokens", type=int, default=250_000,
+                        help="a latent is dead (and gets the AuxK loss) after this many tokens without firing")
     parser.add_argument("--hooks", nargs="*", default=None, help="default: the offline profile's hooks")
     parser.add_argument("--store-only", action="store_true", help="build (or resume) the activation store and stop")
     parser.add_argument("--eval-sequences", type=int, default=96, help="held-out sequences (of 128 tokens) per evaluation")
@@ -50,10 +53,12 @@ def main() -> int:
     profile = profiles.get("offline")
     hooks = tuple(args.hooks or profile.hooks)
     out_root = args.out or bundled_suite_dir(profile.sae_release)
+    started = time.perf_counter()
     model = profile.load_model()
     store_tokens = int(args.tokens / 0.95) + 1  # 5% of sequences are held out for evaluation
     store = activation_store(model, hooks, n_tokens=store_tokens)
-    print(f"[suite] store {store.key}: {store.n_rows('train'):,} training rows per hook, {store.n_rows('held_out'):,} held out")
+    print(f"[suite] store {store.key}: {store.n_rows('train'):,} training rows per hook, "
+          f"{store.n_rows('held_out'):,} held out ({time.perf_counter() - started:.0f} s so far)")
     if args.store_only:
         return 0
     steps = args.tokens // args.batch_size
@@ -62,18 +67,22 @@ def main() -> int:
         cfg = TrainConfig(
             activation="topk", d_in=model.cfg.d_model, d_sae=8 * model.cfg.d_model, k=args.k, lr=args.lr,
             batch_size=args.batch_size, total_steps=steps, lr_warmup_steps=min(100, steps // 10),
-            lr_decay_steps=max(1, steps // 5), dead_tokens_threshold=1_000_000, seed=0,
+            lr_decay_steps=max(1, steps // 5), dead_tokens_threshold=args.dead_tokens, seed=0,
             model_name=model.cfg.model_name, hook_name=hook,
             compute_dtype="bfloat16" if torch.cuda.is_available() else "float32",
             dataset=f"saelab offline mix (store {store.key})",
         )
         run = RunConfig(checkpoint_dir=str(checkpoint_folder(cache_dir() / "checkpoints", cfg)), checkpoint_every=100)
+        t0 = time.perf_counter()
         trained = train_on_store(store, cfg, run)
-        path = save_sae(trained.sae, out_root / hook, dtype="float16")
+        train_s = time.perf_counter() - t0
+        path = save_sae(trained.sae, out_root / hook, dtype="float16",
+                        extra_metadata={"train_tokens": steps * args.batch_size, "train_seconds": round(train_s, 1)})
         evaluation = evaluate_saved(model, path, store, max_sequences=args.eval_sequences)
         results[hook] = (trained.train, evaluation)
         print(f"[suite] {hook}: L0 {evaluation.l0:.1f}, EV {evaluation.explained_variance:.3f}, "
-              f"CE recovered {evaluation.ce_loss_recovered:.3f}, dead {evaluation.dead_fraction:.3f}")
+              f"CE recovered {evaluation.ce_loss_recovered:.3f}, dead {evaluation.dead_fraction:.3f} "
+              f"(trained in {train_s:.0f} s)")
     table = summary_table(results)
     (out_root / "metrics.json").write_text(json.dumps(
         {hook: {**ev.to_dict(), "train_tokens": tr.cfg.total_steps * tr.cfg.batch_size} for hook, (tr, ev) in results.items()},
@@ -84,6 +93,7 @@ def main() -> int:
         + markdown_table(table) + "\n"
     )
     print(table.to_string())
+    print(f"[suite] done in {time.perf_counter() - started:.0f} s; written to {out_root}")
     return 0
 
 

@@ -34,6 +34,9 @@ def parse_args() -> argparse.Namespace:
                         help="a latent is dead (and gets the AuxK loss) after this many tokens without firing")
     parser.add_argument("--hooks", nargs="*", default=None, help="default: the offline profile's hooks")
     parser.add_argument("--store-only", action="store_true", help="build (or resume) the activation store and stop")
+    parser.add_argument("--store", type=Path, default=None,
+                        help="train on this complete activation store folder instead of building one (its key covers "
+                             "the installed packages, whose docs are part of the corpus, so a changed venv gets a new key)")
     parser.add_argument("--eval-sequences", type=int, default=96, help="held-out sequences (of 128 tokens) per evaluation")
     parser.add_argument("--out", type=Path, default=None, help="default: data/saes/saelab-smollm2-135m")
     return parser.parse_args()
@@ -45,6 +48,7 @@ def main() -> int:
     from saelab import profiles
     from saelab.paths import cache_dir
     from saelab.saes import bundled_suite_dir
+    from saelab.store import ActivationStore
     from saelab.train.config import TrainConfig
     from saelab.train.export import save_sae
     from saelab.train.pipeline import activation_store, evaluate_saved, markdown_table, summary_table, train_on_store
@@ -56,7 +60,13 @@ def main() -> int:
     started = time.perf_counter()
     model = profile.load_model()
     store_tokens = int(args.tokens / 0.95) + 1  # 5% of sequences are held out for evaluation
-    store = activation_store(model, hooks, n_tokens=store_tokens)
+    if args.store is not None:
+        store = ActivationStore.open(args.store)
+        missing = [h for h in hooks if h not in store.hooks]
+        if missing:
+            raise SystemExit(f"--store {args.store} has no activations for {missing}; it has {list(store.hooks)}")
+    else:
+        store = activation_store(model, hooks, n_tokens=store_tokens)
     print(f"[suite] store {store.key}: {store.n_rows('train'):,} training rows per hook, "
           f"{store.n_rows('held_out'):,} held out ({time.perf_counter() - started:.0f} s so far)")
     if args.store_only:

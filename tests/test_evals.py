@@ -120,6 +120,26 @@ def test_streaming_stats_equal_one_shot_whatever_the_batching():
     torch.testing.assert_close(stats.fired, (feats != 0).sum(0))
 
 
+def test_typical_explained_variance_leaves_out_massive_activations():
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(200, 8, generator=gen)
+    x[17] *= 50.0  # one token with a massive norm, as SmolLM2 gives some first tokens
+    x_hat = x + 0.3 * torch.randn(200, 8, generator=gen)
+    x_hat[17] = x[17] * 0.9  # reconstructed well in relative terms, but its residual is huge
+    feats = torch.relu(torch.randn(200, 16, generator=gen))
+    stats = ReconstructionStats(d_sae=16)
+    for part in (slice(0, 100), slice(100, 200)):
+        stats.add(x[part], feats[part], x_hat[part])
+    ordinary = torch.ones(200, dtype=torch.bool)
+    ordinary[17] = False
+    assert stats.n_massive == 1
+    assert stats.typical.n_tokens == 199
+    assert stats.typical.explained_variance == pytest.approx(evals.explained_variance(x[ordinary], x_hat[ordinary]), rel=1e-9)
+    # The pooled number is dominated by the one token; the typical one is not.
+    assert stats.explained_variance == pytest.approx(evals.explained_variance(x, x_hat), rel=1e-9)
+    assert abs(stats.explained_variance - stats.typical.explained_variance) > 0.05
+
+
 def test_explained_variance_agrees_with_saelens_calculator():
     """SAELens: ``sae_lens.evals.ExplainedVarianceCalculator`` fed the same batches."""
     gen = torch.Generator().manual_seed(1)

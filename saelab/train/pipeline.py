@@ -134,6 +134,8 @@ def summary_table(results: Mapping[str, tuple[TrainResult, EvalResult | None]]) 
             row.update(
                 l0=evaluation.l0,
                 explained_variance=evaluation.explained_variance,
+                explained_variance_typical=evaluation.explained_variance_typical,
+                n_massive=evaluation.n_massive,
                 ce_loss_recovered=evaluation.ce_loss_recovered,
                 kl_div=evaluation.kl_div,
                 dead_fraction=evaluation.dead_fraction,

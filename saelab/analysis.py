@@ -1154,7 +1154,8 @@ def layer_trends(comparison: LayerComparison, depth: Mapping[str, float] | None 
     description, first_sae, last_sae, first, last, change`` (last - first), ``spearman``
     (rank correlation with depth; NaN when either side is constant) and ``trend``: "rises"
     or "falls" when every step goes the same way, "rises overall" / "falls overall" when
-    last and first differ but the path is not monotone, "stays flat" when last equals first.
+    last and first differ but the path is not monotone, "stays flat" when last equals first,
+    "stays about flat" when they differ by at most :data:`FLAT_TOLERANCE` of the larger.
     """
     names = list(comparison.summary.index)
     if len(names) < 2:
@@ -1212,10 +1213,17 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
+FLAT_TOLERANCE = 0.02
+"""A first-to-last change within this share of the larger end is reported as "stays about
+flat" rather than a rise or fall (coverage 1.00 -> 0.99 is not a finding)."""
+
+
 def _trend_word(series: np.ndarray) -> str:
     steps = np.diff(series)
     if series[-1] == series[0]:
         return "stays flat"
+    if abs(series[-1] - series[0]) <= FLAT_TOLERANCE * max(abs(series[0]), abs(series[-1])):
+        return "stays about flat"
     if (steps >= 0).all():
         return "rises"
     if (steps <= 0).all():

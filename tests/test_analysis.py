@@ -532,6 +532,12 @@ def test_layer_trends_orders_by_depth_and_names_the_direction():
     assert sentences[0].startswith("The number of categories with at least one significant specialist rises: 4 at blocks.15")
 
 
+def test_trend_word_calls_a_tiny_change_about_flat():
+    assert analysis._trend_word(np.array([1.0, 1.0, 0.99])) == "stays about flat"
+    assert analysis._trend_word(np.array([1.0, 0.9, 0.95])) == "falls overall"
+    assert analysis._trend_word(np.array([0.0, 0.001])) == "rises"  # no scale to be relative to but itself
+
+
 def test_layer_trends_uses_given_depth_and_checks_it():
     comparison = _comparison_for_trends()
     depth = {"blocks.28.hook_resid_pre": 0, "blocks.15.hook_resid_pre": 1, "blocks.20.hook_resid_pre": 2}

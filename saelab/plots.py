@@ -101,15 +101,23 @@ def value_label(column: str) -> str:
     return VALUE_LABELS.get(column, column.replace("_", " "))
 
 
-def visible_token(token: str, *, mark_spaces: bool = False) -> str:
+AXIS_TOKEN_CHARS = 14
+"""Longest token label on an axis: BPE vocabularies hold tokens such as a run of 64 "=",
+which would push the plot itself off the figure. Hover text keeps the whole token."""
+
+
+def visible_token(token: str, *, mark_spaces: bool = False, max_len: int | None = None) -> str:
     """A token as text a reader can see: newlines as ⏎, tabs as ⇥, a blank token as ␣.
 
     ``mark_spaces=True`` shows every space as ␣ (for axis labels, where a leading space would
     be invisible); otherwise spaces stay spaces so highlighted text reads naturally.
+    ``max_len`` cuts longer results to that many characters, the last one an ellipsis.
     """
     shown = token.replace("\r", "␍").replace("\n", "⏎").replace("\t", "⇥")
     if mark_spaces or not shown.strip():
         shown = shown.replace(" ", "␣")
+    if max_len is not None and len(shown) > max_len:
+        shown = shown[: max(1, max_len - 1)] + "…"
     return shown or "∅"
 
 
@@ -430,17 +438,18 @@ def logit_lens_bar(
     unknown = set(logit_lens["direction"]) - {"promoted", "suppressed"}
     if unknown:
         raise ValueError(f"logit_lens has unknown directions {sorted(unknown)}; valid: 'promoted', 'suppressed'")
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("promoted", "suppressed"), horizontal_spacing=0.18)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("promoted", "suppressed"), horizontal_spacing=0.2)
     for col, (direction, color) in enumerate((("promoted", "#2E7D32"), ("suppressed", "#C62828")), start=1):
         part = logit_lens[logit_lens["direction"] == direction].sort_values("rank")
-        shown = [visible_token(str(t), mark_spaces=True) for t in part["token"]]
+        full = [visible_token(str(t), mark_spaces=True) for t in part["token"]]
+        shown = [visible_token(str(t), mark_spaces=True, max_len=AXIS_TOKEN_CHARS) for t in part["token"]]
         fig.add_trace(
             go.Bar(
                 x=part["logit"],
                 y=part["rank"],
                 orientation="h",
                 marker_color=color,
-                customdata=np.stack([shown, part["token_id"].astype(int)], axis=1) if len(part) else None,
+                customdata=np.stack([full, part["token_id"].astype(int)], axis=1) if len(part) else None,
                 hovertemplate="token %{customdata[0]} (id %{customdata[1]})<br>logit: %{x:.3g}<extra></extra>",
                 name=direction,
                 showlegend=False,

@@ -296,6 +296,15 @@ def test_logit_lens_bar_two_panels_in_rank_order_with_visible_tokens():
         plots.logit_lens_bar(bad)
 
 
+def test_logit_lens_bar_shortens_long_tokens_on_the_axis_but_not_in_the_hover():
+    frame = _logit_lens()
+    frame.loc[0, "token"] = " " + "=" * 64  # a real SmolLM2 vocabulary entry
+    fig = plots.logit_lens_bar(frame)
+    label = fig.layout.yaxis.ticktext[1]
+    assert len(label) == plots.AXIS_TOKEN_CHARS and label.startswith("␣===") and label.endswith("…")
+    assert fig.data[0].customdata[1][0] == "␣" + "=" * 64
+
+
 def test_category_bar_uses_the_shared_palette_and_highlights():
     means = pd.DataFrame(  # shaped like FeatureSummary.category_means
         {"category": ["python", "math", "social"], "mean": [0.1, 2.0, 0.0], "frac_active": [0.2, 0.9, 0.0]}

@@ -49,9 +49,7 @@ def sae_lens_state_dict(
     """
     if dtype not in STORAGE_DTYPES:
         raise ValueError(f"Unknown storage dtype {dtype!r}; valid: {list(STORAGE_DTYPES)}")
-    if not input_scale > 0:
-        raise ValueError(f"input_scale must be > 0, got {input_scale}")
-    input_scale = input_scale * float(sae.input_scale)
+    input_scale = folded_input_scale(sae, input_scale)
     with torch.no_grad():
         state = {
             "W_enc": sae.W_enc * input_scale,
@@ -65,10 +63,23 @@ def sae_lens_state_dict(
         return {name: t.detach().to("cpu", out_dtype).contiguous() for name, t in state.items()}
 
 
+def folded_input_scale(sae: TrainableSAE, input_scale: float = 1.0) -> float:
+    """The one factor folded into the exported weights: ``input_scale`` (applied to the
+    activations before they reached the trainer) times the SAE's own normalisation constant."""
+    if not input_scale > 0:
+        raise ValueError(f"input_scale must be > 0, got {input_scale}")
+    return input_scale * float(sae.input_scale)
+
+
 def sae_lens_cfg_dict(
-    sae: TrainableSAE, *, extra_metadata: Mapping[str, Any] | None = None, storage_dtype: str = "float32"
+    sae: TrainableSAE,
+    *,
+    extra_metadata: Mapping[str, Any] | None = None,
+    storage_dtype: str = "float32",
+    input_scale: float = 1.0,
 ) -> dict[str, Any]:
-    """The ``cfg.json`` contents: SAELens's inference config plus provenance metadata."""
+    """The ``cfg.json`` contents: SAELens's inference config plus provenance metadata
+    (including the factor :func:`sae_lens_state_dict` folds in for this ``input_scale``)."""
     import sae_lens
 
     cfg = sae.cfg
@@ -102,6 +113,7 @@ def sae_lens_cfg_dict(
         "saelab_train_config": cfg.to_dict(),
     }
     metadata.update(extra_metadata or {})
+    metadata["saelab_input_scale_folded"] = folded_input_scale(sae, input_scale)  # what the weights hold, always
     out["metadata"] = metadata
     return out
 
@@ -123,8 +135,7 @@ def save_sae(
     merged into ``cfg.json``'s metadata, e.g. training tokens or final metrics.
     """
     state = sae_lens_state_dict(sae, dtype=dtype, input_scale=input_scale)
-    cfg_dict = sae_lens_cfg_dict(sae, extra_metadata=extra_metadata, storage_dtype=dtype)
-    cfg_dict["metadata"]["saelab_input_scale_folded"] = input_scale * float(sae.input_scale)
+    cfg_dict = sae_lens_cfg_dict(sae, extra_metadata=extra_metadata, storage_dtype=dtype, input_scale=input_scale)
     text = json.dumps(cfg_dict, indent=2)  # fails here, before touching the disk, if not serialisable
 
     def write(folder: Path) -> None:
@@ -140,8 +151,7 @@ def to_sae_lens(
     """The same SAE as an in-memory ``sae_lens.SAE`` (float32), without touching the disk."""
     from sae_lens import SAE
 
-    cfg_dict = sae_lens_cfg_dict(sae)
-    cfg_dict["metadata"]["saelab_input_scale_folded"] = input_scale * float(sae.input_scale)
+    cfg_dict = sae_lens_cfg_dict(sae, input_scale=input_scale)
     cfg_dict["device"] = str(torch.device(device) if device is not None else sae.device)
     out = SAE.from_dict(cfg_dict)
     state = sae_lens_state_dict(sae, input_scale=input_scale)

@@ -306,6 +306,14 @@ class ReconstructionStats:
         """Rows left out of ``typical`` (0 when it is not tracked)."""
         return self.n_tokens - self.typical.n_tokens if self.typical is not None else 0
 
+    @property
+    def explained_variance_typical(self) -> float:
+        """Explained variance over the rows that are not massive activations; NaN when not
+        tracked or when every row was one."""
+        if self.typical is None or self.typical.n_tokens == 0:
+            return float("nan")
+        return self.typical.explained_variance
+
 
 @dataclass
 class DownstreamStats:
@@ -786,7 +794,7 @@ def _build_result(
         dense_threshold=dense_threshold,
         density=density,
         histogram=density_histogram(density, histogram_bins),
-        explained_variance_typical=recon.typical.explained_variance if recon.typical and recon.typical.n_tokens else nan,
+        explained_variance_typical=recon.explained_variance_typical,
         n_massive=recon.n_massive,
     )
 

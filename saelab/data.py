@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from saelab.paths import data_dir
+from saelab._util.paths import data_dir
 
 CATEGORIES: tuple[str, ...] = (
     "python",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -29,16 +28,17 @@ from typing import Any
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from saelab.atomic import write_dir_atomically
-from saelab.device import default_device
-from saelab.paths import cache_dir
+from saelab._util.atomic import write_dir_atomically
+from saelab._util.device import default_device
+from saelab._util.keys import stable_hash
+from saelab._util.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
 EMBEDDED_MODEL = "smollm2-135m"
 
 # Bump when the conversion recipe changes, so stale caches are not reused.
-_CONVERSION_VERSION = 1
+_CONVERSION_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -174,11 +174,7 @@ def _cache_folder(name: str, spec: EmbeddedModelSpec, dtype: torch.dtype) -> Pat
         "dtype": str(dtype),
         "conversion": _CONVERSION_VERSION,
     }
-    return cache_dir() / "models" / f"{name}-{_stable_hash(key)}"
-
-
-def _stable_hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
+    return cache_dir() / "models" / f"{name}-{stable_hash(key)}"
 
 
 def _load_embedded(
@@ -187,9 +183,10 @@ def _load_embedded(
     folder = _cache_folder(name, spec, dtype)
     if not (folder / "model.safetensors").is_file():
         log.info("Converting %s from GGUF (first load only; cached in %s)", name, folder)
-        model = _convert_from_gguf(name, spec, dtype)
-        _write_cache(model, folder)
-        return model.to(device)
+        _write_cache(_convert_from_gguf(name, spec, dtype), folder)
+    # The first load reads back what it just wrote, so a cold and a warm load build the very
+    # same model: the GGUF's tokenizer does not prepend BOS while the one saved with the
+    # weights does, and TransformerLens records that in cfg.tokenizer_prepends_bos.
     return _read_cache(folder, device)
 
 

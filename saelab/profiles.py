@@ -2,7 +2,7 @@
 
 * ``offline`` (default): the embedded SmolLM2-135M and saelab's own bundled SAE suite.
   Needs no network, ever.
-* ``gpt2``: GPT-2 small with SAELens's ``gpt2-small-res-jb`` (the setup of seed 004).
+* ``gpt2``: GPT-2 small with SAELens's ``gpt2-small-res-jb`` (the setup the notebook series began with).
   Downloads weights on first use.
 
 Notebooks switch between them with one parameter: ``PROFILE = "offline"`` or ``"gpt2"``.

@@ -7,19 +7,21 @@ by hand: hand-built ids are off by one for ``hook_resid_post`` at the last layer
 from __future__ import annotations
 
 import difflib
+import json
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 from sae_lens import SAE
 from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+from safetensors import SafetensorError, safe_open
 from transformer_lens import HookedTransformer
 
-from saelab.device import default_device
+from saelab._util.device import default_device
+from saelab._util.hook_names import D_MODEL_HOOKS, hook_layer
+from saelab._util.paths import data_dir
 from saelab.models import load_model
-from saelab.paths import data_dir
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,8 @@ BUNDLED_RELEASE = "saelab-smollm2-135m"
 """The SAE suite saelab trains for the embedded model and ships under ``data/saes/``."""
 
 NEURONPEDIA_BASE = "https://www.neuronpedia.org"
+CFG_FILENAME = "cfg.json"
+WEIGHTS_FILENAME = "sae_weights.safetensors"
 
 
 def bundled_suite_dir(release: str = BUNDLED_RELEASE) -> Path:
@@ -38,7 +42,7 @@ def bundled_sae_ids(release: str = BUNDLED_RELEASE) -> list[str]:
     root = bundled_suite_dir(release)
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if (p / "cfg.json").is_file())
+    return sorted(p.name for p in root.iterdir() if (p / CFG_FILENAME).is_file())
 
 
 def load_sae(
@@ -90,11 +94,49 @@ def _load_bundled(release: str, sae_id: str | None, device: str, dtype: str) -> 
 
 
 def _load_folder(folder: Path, device: str, dtype: str) -> SAE:
-    if not (folder / "cfg.json").is_file():
-        subfolders = sorted(p.name for p in folder.iterdir() if (p / "cfg.json").is_file()) if folder.is_dir() else []
+    if not (folder / CFG_FILENAME).is_file():
+        subfolders = sorted(p.name for p in folder.iterdir() if (p / CFG_FILENAME).is_file()) if folder.is_dir() else []
         hint = f" It holds these SAEs; pass one as sae_id: {subfolders}" if subfolders else ""
         raise FileNotFoundError(f"{folder} is not an SAE folder in SAELens disk format (no cfg.json).{hint}")
+    check_sae_files(folder)
     return SAE.load_from_disk(folder, device=device, dtype=dtype)
+
+
+class CorruptSAEError(ValueError):
+    """An SAE folder's files exist but cannot be read (truncated, damaged, not what they claim)."""
+
+
+def check_sae_files(folder: Path) -> None:
+    """Read the config and the weights' header before SAELens does, so a damaged file gets an
+    error that names it and says what to do, instead of a bare JSONDecodeError or
+    ``SafetensorError: incomplete metadata``."""
+    cfg_path, weights_path = folder / CFG_FILENAME, folder / WEIGHTS_FILENAME
+    remedy = _corrupt_remedy(folder)
+    try:
+        json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorruptSAEError(f"The SAE config {cfg_path} is not valid JSON ({err}). {remedy}") from None
+    if not weights_path.is_file():
+        raise CorruptSAEError(f"The SAE folder {folder} has a cfg.json but no {WEIGHTS_FILENAME}. {remedy}")
+    try:
+        # Opening parses the header and checks that the data covers every tensor it lists,
+        # so a truncated file fails here without reading the weights.
+        with safe_open(str(weights_path), framework="pt") as handle:
+            handle.keys()
+    except (SafetensorError, OSError, RuntimeError) as err:
+        raise CorruptSAEError(
+            f"The SAE weights {weights_path} cannot be read ({err}); the file is truncated or damaged. {remedy}"
+        ) from None
+
+
+def _corrupt_remedy(folder: Path) -> str:
+    bundled = bundled_suite_dir().resolve()
+    if bundled in folder.resolve().parents:
+        return (
+            "This is part of the bundled suite: restore it with `git checkout -- data/saes` "
+            "(or retrain it with `make saes`)."
+        )
+    return "Copy or export the SAE again (saelab.train.save_sae writes complete folders atomically)."
 
 
 def _load_release(release: str, sae_id: str | None, device: str, dtype: str) -> SAE:
@@ -168,30 +210,9 @@ def sae_hook_name(sae: SAE) -> str:
 # ---------------------------------------------------------------------------------------
 # Compatibility between a model and an SAE.
 
-_LAYER_RE = re.compile(r"^blocks\.(\d+)\.")
-# Hooks whose last dimension is d_model.
-_D_MODEL_HOOKS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out", "hook_mlp_out")
 
-
-def hook_layer(hook_name: str) -> int | None:
-    match = _LAYER_RE.match(hook_name)
-    return int(match.group(1)) if match else None
-
-
-def stop_layer_for_hook(hook_name: str) -> int | None:
-    """The ``stop_at_layer`` that still computes ``hook_name`` (None: run everything).
-
-    ``blocks.L.hook_resid_pre`` is the input of block L, so blocks 0..L-1 suffice; any
-    other hook inside block L needs block L itself.
-    """
-    layer = hook_layer(hook_name)
-    if layer is None:
-        return None
-    return layer if hook_name.endswith("hook_resid_pre") else layer + 1
-
-
-def check_compatible(model: HookedTransformer, sae: SAE) -> str:
-    """Raise a clear error when the SAE cannot read this model's activations; return the hook."""
+def check_compatible(model: HookedTransformer, sae: SAE) -> None:
+    """Raise a clear error when the SAE cannot read this model's activations."""
     hook = sae_hook_name(sae)
     if hook not in model.hook_dict:
         layer = hook_layer(hook)
@@ -204,7 +225,7 @@ def check_compatible(model: HookedTransformer, sae: SAE) -> str:
             f"SAE hook {hook!r} does not exist in model {model.cfg.model_name!r}: {why}. "
             f"Examples of valid hooks: {[h for h in model.hook_dict if 'resid' in h][:4]}"
         )
-    expected = model.cfg.d_model if hook.endswith(_D_MODEL_HOOKS) else None
+    expected = model.cfg.d_model if hook.endswith(D_MODEL_HOOKS) else None
     if expected is not None and sae.cfg.d_in != expected:
         raise ValueError(
             f"SAE d_in={sae.cfg.d_in} does not match {hook!r} of model {model.cfg.model_name!r} "
@@ -214,7 +235,6 @@ def check_compatible(model: HookedTransformer, sae: SAE) -> str:
     sae_model = getattr(sae.cfg.metadata, "model_name", None)
     if sae_model and not _same_model(sae_model, model.cfg.model_name):
         log.warning("SAE was trained on %r but the model is %r", sae_model, model.cfg.model_name)
-    return hook
 
 
 def _same_model(a: str, b: str) -> bool:

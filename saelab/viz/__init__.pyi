@@ -1,0 +1,52 @@
+# Public names of this package, imported on first use (lazy_loader reads this stub);
+# `name as name` marks each as re-exported for type checkers.
+from . import (
+    charts as charts,
+    explorer_data as explorer_data,
+    export as export,
+    feature_explorer as feature_explorer,
+    features as features,
+    highlight as highlight,
+    layers as layers,
+    sparsity as sparsity,
+    style as style,
+    text_explorer as text_explorer,
+    training as training,
+)
+from .charts import grouped_bar as grouped_bar
+from .explorer_data import ExplorerData as ExplorerData, SAEActivations as SAEActivations
+from .export import figures_to_svg as figures_to_svg, save_figure as save_figure
+from .feature_explorer import FeatureExplorer as FeatureExplorer
+from .features import (
+    category_bar as category_bar,
+    coactivation_heatmap as coactivation_heatmap,
+    feature_heatmap as feature_heatmap,
+    logit_lens_bar as logit_lens_bar,
+    top_features_bar as top_features_bar,
+)
+from .highlight import (
+    HighlightedTexts as HighlightedTexts,
+    TokenHighlight as TokenHighlight,
+    highlight_feature as highlight_feature,
+    highlight_texts as highlight_texts,
+    token_highlight_html as token_highlight_html,
+)
+from .layers import (
+    coverage_by_layer as coverage_by_layer,
+    specialist_count_by_layer as specialist_count_by_layer,
+    specialist_heatmap as specialist_heatmap,
+)
+from .sparsity import (
+    dense_vs_sparse_figure as dense_vs_sparse_figure,
+    density_histogram as density_histogram,
+    density_histograms as density_histograms,
+)
+from .style import (
+    CATEGORY_COLORS as CATEGORY_COLORS,
+    category_color as category_color,
+    sae_colors as sae_colors,
+    value_label as value_label,
+    visible_token as visible_token,
+)
+from .text_explorer import TextExplorer as TextExplorer
+from .training import pareto as pareto, pareto_front as pareto_front, training_curves as training_curves

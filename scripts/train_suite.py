@@ -46,12 +46,12 @@ def main() -> int:
     args = parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from saelab import profiles
-    from saelab.paths import cache_dir
+    from saelab._util.paths import cache_dir
     from saelab.saes import bundled_suite_dir
     from saelab.store import ActivationStore
-    from saelab.train.config import TrainConfig
     from saelab.train.export import save_sae
     from saelab.train.pipeline import activation_store, evaluate_saved, markdown_table, summary_table, train_on_store
+    from saelab.train.topk import TopKConfig
     from saelab.train.trainer import RunConfig, checkpoint_folder
 
     profile = profiles.get("offline")
@@ -74,8 +74,8 @@ def main() -> int:
     steps = -(-args.tokens // args.batch_size)  # round up: the issue asks for at least --tokens per SAE
     results = {}
     for hook in hooks:
-        cfg = TrainConfig(
-            activation="topk", d_in=model.cfg.d_model, d_sae=8 * model.cfg.d_model, k=args.k, lr=args.lr,
+        cfg = TopKConfig(
+            d_in=model.cfg.d_model, d_sae=8 * model.cfg.d_model, k=args.k, lr=args.lr,
             batch_size=args.batch_size, total_steps=steps, lr_warmup_steps=min(100, steps // 10),
             lr_decay_steps=max(1, steps // 5), dead_tokens_threshold=args.dead_tokens, seed=0,
             model_name=model.cfg.model_name, hook_name=hook,

@@ -1,7 +1,9 @@
-"""Sparsity calibration: find the penalty that gives a requested L0 (seed 002's "lambda calibration").
+"""Sparsity calibration: find the setting that gives a requested L0.
 
-L0 falls as the sparsity coefficient grows (L1 weight for ReLU, L0 weight for JumpReLU), so
-we bisect on it in log space with short training runs. TopK needs no search: its L0 is k.
+Each architecture names the config field that sets its sparsity (its registry entry's
+:class:`~saelab.train.registry.Calibration`). A penalty coefficient (ReLU's L1 weight,
+JumpReLU's L0 weight) is searched: L0 falls as it grows, so we bisect on it in log space
+with short training runs. TopK and BatchTopK need no search: their L0 is k.
 A short run's L0 drifts a little as training continues, which is why the tolerance is a band
 (default ±20%) and the final run should use the same schedule length as the trials where
 possible.
@@ -16,14 +18,16 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from saelab._util.config import JsonConfig
 from saelab.train.config import TrainConfig
+from saelab.train.registry import get_architecture
 from saelab.train.trainer import BatchSource, RunConfig, fit
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class CalibrationConfig:
+class CalibrationConfig(JsonConfig):
     """How to search for the sparsity coefficient."""
 
     target_l0: float
@@ -40,12 +44,18 @@ class CalibrationConfig:
     """First coefficient to try; None uses the config's own."""
 
     def __post_init__(self) -> None:
+        problems = []
         if self.target_l0 <= 0:
-            raise ValueError(f"target_l0 must be positive, got {self.target_l0}")
+            problems.append(f"target_l0 must be positive, got {self.target_l0}")
         if not 0 < self.tolerance < 1:
-            raise ValueError(f"tolerance must be in (0, 1), got {self.tolerance}")
+            problems.append(f"tolerance must be in (0, 1), got {self.tolerance}")
+        if self.steps_per_trial < 1 or self.max_trials < 1:
+            problems.append(
+                f"steps_per_trial and max_trials must be >= 1, got {self.steps_per_trial}, {self.max_trials}"
+            )
         if self.measure_last < 1 or self.measure_last > self.steps_per_trial:
-            raise ValueError("measure_last must be between 1 and steps_per_trial")
+            problems.append(f"measure_last must be between 1 and steps_per_trial, got {self.measure_last}")
+        self.raise_problems(problems)
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,7 @@ class CalibrationResult:
     cfg: TrainConfig
     """The input config with the calibrated coefficient (or k) filled in."""
     coefficient: float
+    """The value found for the architecture's calibration field."""
     achieved_l0: float
     converged: bool
     """Whether achieved_l0 is within the tolerance band."""
@@ -63,16 +74,19 @@ class CalibrationResult:
 
 
 def coefficient_field(cfg: TrainConfig) -> str:
-    return {"relu": "l1_coefficient", "jumprelu": "l0_coefficient", "topk": "k"}[cfg.activation]
+    """The config field that sets ``cfg``'s sparsity (``l1_coefficient``, ``k``, ...)."""
+    return get_architecture(cfg.activation).calibration.field
 
 
 def calibrate_sparsity(cfg: TrainConfig, source: BatchSource, calib: CalibrationConfig) -> CalibrationResult:
-    """Search the sparsity coefficient of ``cfg`` so that training reaches ``calib.target_l0``."""
-    if cfg.activation == "topk":
-        k = max(1, min(cfg.d_sae, round(calib.target_l0)))
-        row = {"coefficient": k, "l0": float(k), "explained_variance": math.nan}
-        return CalibrationResult(dataclasses.replace(cfg, k=k), k, float(k), True, pd.DataFrame([row]))
-    name = coefficient_field(cfg)
+    """Set or search the sparsity field of ``cfg`` so that training reaches ``calib.target_l0``."""
+    entry = get_architecture(cfg.activation).calibration
+    name = entry.field
+    if entry.method == "set_to_target":
+        value = max(1, min(cfg.d_sae, round(calib.target_l0)))
+        row = {"coefficient": value, "l0": float(value), "explained_variance": math.nan}
+        calibrated = dataclasses.replace(cfg, **{name: value})
+        return CalibrationResult(calibrated, value, float(value), True, pd.DataFrame([row]))
     trials: list[dict[str, float]] = []
     low = high = None  # coefficients known to give too many / too few active latents
     coef = calib.initial if calib.initial is not None else getattr(cfg, name)
@@ -84,9 +98,8 @@ def calibrate_sparsity(cfg: TrainConfig, source: BatchSource, calib: Calibration
             break
         if _stalled(trials):
             log.warning(
-                "calibration: L0 stopped responding to %s (%.2f -> %.2f); the trials may be too short, "
-                "or (JumpReLU) the threshold init/bandwidth too small for the activations' scale",
-                name, trials[-2]["l0"], l0,
+                "calibration: L0 stopped responding to %s (%.2f -> %.2f); the trials may be too short%s",
+                name, trials[-2]["l0"], l0, f", or {entry.stall_hint}" if entry.stall_hint else "",
             )
             break
         if l0 > calib.target_l0:
@@ -124,7 +137,9 @@ def _next_coefficient(low: float | None, high: float | None, l0: float, target: 
     return coef * factor if l0 > target else coef / factor
 
 
-def _trial(cfg: TrainConfig, name: str, coef: float, source: BatchSource, calib: CalibrationConfig) -> tuple[float, float]:
+def _trial(
+    cfg: TrainConfig, name: str, coef: float, source: BatchSource, calib: CalibrationConfig
+) -> tuple[float, float]:
     steps = calib.steps_per_trial
     trial_cfg = dataclasses.replace(
         cfg,
@@ -135,4 +150,4 @@ def _trial(cfg: TrainConfig, name: str, coef: float, source: BatchSource, calib:
     )
     result = fit(trial_cfg, source, RunConfig(progress=False, log_every=1))
     tail = result.history.tail(calib.measure_last)
-    return float(tail["l0"].mean()), float(tail["explained_variance"].mean())
+    return float(tail["l0"].to_numpy().mean()), float(tail["explained_variance"].to_numpy().mean())

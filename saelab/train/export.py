@@ -1,10 +1,11 @@
 """Export a trained SAE in SAELens disk format: ``cfg.json`` + ``sae_weights.safetensors``.
 
-``sae_lens.SAE.load_from_disk(path)`` loads the folder as the matching architecture
-(relu -> ``standard``, jumprelu -> ``jumprelu``, topk -> ``topk``) and encodes exactly as
+``sae_lens.SAE.load_from_disk(path)`` loads the folder as the SAELens architecture each
+architecture names (``TrainableSAE.sae_lens_architecture``: relu -> ``standard``, jumprelu
+and batchtopk -> ``jumprelu``, topk -> ``topk``) and encodes exactly as
 :meth:`TrainableSAE.encode` does: both subtract b_dec from the input before the encoder
-(``apply_b_dec_to_input=True``), JumpReLU stores the threshold itself, and TopK decoder
-rows are already unit-norm so ``rescale_acts_by_decoder_norm`` stays off.
+(``apply_b_dec_to_input=True``); the architecture adds its own ``cfg.json`` fields and
+tensors (``sae_lens_cfg_fields``, ``sae_lens_tensors``), e.g. JumpReLU's thresholds.
 
 Weights may be stored in a smaller dtype (the bundled suite uses float16) while
 ``cfg.json`` says ``float32``: SAELens casts weights to the config's dtype on load, so the
@@ -23,21 +24,19 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
-from saelab.atomic import write_dir_atomically
-from saelab.train.kernels import TrainableSAE
+from saelab._util.atomic import write_dir_atomically
+from saelab.train.base import TrainableSAE
 
 if TYPE_CHECKING:
     from sae_lens import SAE
 
-SAE_LENS_ARCHITECTURE = {"relu": "standard", "jumprelu": "jumprelu", "topk": "topk"}
-"""saelab activation -> SAELens architecture name."""
 STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 CFG_FILENAME = "cfg.json"
 WEIGHTS_FILENAME = "sae_weights.safetensors"
 
 
 def sae_lens_state_dict(
-    sae: TrainableSAE, *, dtype: str = "float32", input_scale: float = 1.0
+    sae: TrainableSAE[Any], *, dtype: str = "float32", input_scale: float = 1.0
 ) -> dict[str, Tensor]:
     """The tensors SAELens expects, on CPU, contiguous, in ``dtype``.
 
@@ -56,14 +55,13 @@ def sae_lens_state_dict(
             "b_enc": sae.b_enc.clone(),
             "W_dec": sae.W_dec / input_scale,
             "b_dec": sae.b_dec / input_scale,
+            **sae.sae_lens_tensors(),
         }
-        if sae.cfg.activation == "jumprelu":
-            state["threshold"] = sae.threshold.clone()
         out_dtype = STORAGE_DTYPES[dtype]
         return {name: t.detach().to("cpu", out_dtype).contiguous() for name, t in state.items()}
 
 
-def folded_input_scale(sae: TrainableSAE, input_scale: float = 1.0) -> float:
+def folded_input_scale(sae: TrainableSAE[Any], input_scale: float = 1.0) -> float:
     """The one factor folded into the exported weights: ``input_scale`` (applied to the
     activations before they reached the trainer) times the SAE's own normalisation constant."""
     if not input_scale > 0:
@@ -72,7 +70,7 @@ def folded_input_scale(sae: TrainableSAE, input_scale: float = 1.0) -> float:
 
 
 def sae_lens_cfg_dict(
-    sae: TrainableSAE,
+    sae: TrainableSAE[Any],
     *,
     extra_metadata: Mapping[str, Any] | None = None,
     storage_dtype: str = "float32",
@@ -84,7 +82,7 @@ def sae_lens_cfg_dict(
 
     cfg = sae.cfg
     out: dict[str, Any] = {
-        "architecture": SAE_LENS_ARCHITECTURE[cfg.activation],
+        "architecture": sae.sae_lens_architecture,
         "d_in": cfg.d_in,
         "d_sae": cfg.d_sae,
         "dtype": "float32",
@@ -92,10 +90,8 @@ def sae_lens_cfg_dict(
         "apply_b_dec_to_input": True,
         "normalize_activations": "none",
         "reshape_activations": "none",
+        **sae.sae_lens_cfg_fields(),
     }
-    if cfg.activation == "topk":
-        out["k"] = cfg.k
-        out["rescale_acts_by_decoder_norm"] = False
     metadata: dict[str, Any] = {
         # Without a version, SAELens treats the config as pre-6.0 and rewrites it.
         "sae_lens_version": sae_lens.__version__,
@@ -119,7 +115,7 @@ def sae_lens_cfg_dict(
 
 
 def save_sae(
-    sae: TrainableSAE,
+    sae: TrainableSAE[Any],
     path: str | Path,
     *,
     dtype: str = "float32",
@@ -146,7 +142,7 @@ def save_sae(
 
 
 def to_sae_lens(
-    sae: TrainableSAE, *, input_scale: float = 1.0, device: str | torch.device | None = None
+    sae: TrainableSAE[Any], *, input_scale: float = 1.0, device: str | torch.device | None = None
 ) -> SAE:
     """The same SAE as an in-memory ``sae_lens.SAE`` (float32), without touching the disk."""
     from sae_lens import SAE

@@ -6,12 +6,14 @@ it and the tests share.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from saelab.train.base import TrainableSAE, TrainStepOutput
 from saelab.train.config import TrainConfig
-from saelab.train.kernels import TrainableSAE, TrainStepOutput
 
 
 def lr_lambda(step: int, cfg: TrainConfig) -> float:
@@ -31,18 +33,18 @@ def lr_lambda(step: int, cfg: TrainConfig) -> float:
     return factor
 
 
-def make_optimizer(sae: TrainableSAE, cfg: TrainConfig | None = None) -> torch.optim.Adam:
+def make_optimizer(sae: TrainableSAE[Any], cfg: TrainConfig | None = None) -> torch.optim.Adam:
     """Adam over the SAE's parameters, fused where torch has a fused kernel.
 
     The fused kernel matters on CPU: one pass over 5M parameters takes ~10 ms instead of
     ~100 ms for the default multi-tensor version, which would be a fifth of a TopK step.
     """
-    cfg = cfg or sae.cfg
-    kwargs = dict(lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps)
+    config: TrainConfig = cfg if cfg is not None else sae.cfg
+    lr, betas, eps = config.lr, config.adam_betas, config.adam_eps
     try:
-        return torch.optim.Adam(sae.parameters(), fused=True, **kwargs)
+        return torch.optim.Adam(sae.parameters(), lr=lr, betas=betas, eps=eps, fused=True)
     except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
-        return torch.optim.Adam(sae.parameters(), **kwargs)
+        return torch.optim.Adam(sae.parameters(), lr=lr, betas=betas, eps=eps)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
@@ -50,7 +52,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.
 
 
 def train_step(
-    sae: TrainableSAE,
+    sae: TrainableSAE[Any],
     optimizer: torch.optim.Optimizer,
     batch: Float[Tensor, "batch d_in"],
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from saelab.corpus import CorpusConfig
-from saelab.evals import EvalResult, evaluate_sae
+from saelab.evals.harness import EvalResult, evaluate_sae
 from saelab.saes import load_sae
 from saelab.store import ActivationStore, StoreConfig, build_store
+from saelab.train.base import TrainableSAE
 from saelab.train.calibrate import CalibrationConfig, CalibrationResult, calibrate_sparsity
 from saelab.train.config import TrainConfig
 from saelab.train.trainer import BatchSource, RunConfig, TrainResult, fit
@@ -56,7 +59,7 @@ def activation_store(
 def store_source(store: ActivationStore, hook: str, batch_size: int, seed: int) -> BatchSource:
     """A resumable batch source over the store's training split (epochs repeat as needed)."""
 
-    def source(start: int):
+    def source(start: int) -> Iterator[Tensor]:
         return store.iter_batches(hook, batch_size, seed=seed, start_batch=start, epochs=None, drop_last=True)
 
     return source
@@ -70,7 +73,7 @@ class PipelineRun:
     calibration: CalibrationResult | None
 
     @property
-    def sae(self):  # noqa: ANN201 (TrainableSAE)
+    def sae(self) -> TrainableSAE[Any]:
         return self.train.sae
 
 
@@ -119,7 +122,8 @@ def evaluate_saved(
 
 
 def summary_table(results: Mapping[str, tuple[TrainResult, EvalResult | None]]) -> pd.DataFrame:
-    """Seed 000's closing results box: one row per SAE, training and held-out numbers side by side."""
+    """One row per SAE: its training end point and its held-out evaluation side by side (the
+    table the command line prints at the end of a run)."""
     rows = []
     for name, (train, evaluation) in results.items():
         row = {

@@ -23,10 +23,13 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from saelab._util.config import JsonConfig
+from saelab._util.keys import stable_hash
+from saelab.train.base import TrainableSAE, TrainStepOutput
 from saelab.train.checkpoint import capture_rng, load_latest, restore_rng, save_checkpoint
 from saelab.train.config import TrainConfig
-from saelab.train.kernels import TrainableSAE, TrainStepOutput
 from saelab.train.optim import make_optimizer, make_scheduler, train_step
+from saelab.train.registry import make_sae
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ BatchSource = Callable[[int], Iterator[Float[Tensor, "batch d_in"]]]
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class RunConfig(JsonConfig):
     """How a run is carried out (not what is trained): checkpoints, logging, progress."""
 
     checkpoint_dir: str | None = None
@@ -63,21 +66,25 @@ class RunConfig:
     Bricken et al. 2023) so early steps learn features, not the mean."""
 
     def __post_init__(self) -> None:
-        if self.checkpoint_every < 1 or self.log_every < 1 or self.keep_checkpoints < 1:
-            raise ValueError("checkpoint_every, log_every and keep_checkpoints must be >= 1")
+        problems = [
+            f"{name} must be >= 1, got {getattr(self, name)}"
+            for name in ("checkpoint_every", "log_every", "keep_checkpoints")
+            if getattr(self, name) < 1
+        ]
         if self.stop_at is not None and (self.stop_at < 1 or not self.checkpoint_dir):
-            raise ValueError("stop_at must be >= 1 and needs a checkpoint_dir, or the stopped run could not resume")
+            problems.append("stop_at must be >= 1 and needs a checkpoint_dir, or the stopped run could not resume")
+        self.raise_problems(problems)
 
 
 @dataclass
 class TrainResult:
     """A finished (or resumed-and-finished) run."""
 
-    sae: TrainableSAE
+    sae: TrainableSAE[Any]
     cfg: TrainConfig
     history: pd.DataFrame
     """One row every ``log_every`` steps: step, loss, loss_<part> for each weighted loss part
-    (loss_mse, loss_l1 | loss_l0 | loss_aux), l0, explained_variance, lr."""
+    (loss_mse plus the architecture's: loss_l1, loss_l0 or loss_aux), l0, explained_variance, lr."""
     resumed_from: int | None = None
     """Step of the checkpoint the run continued from, if any."""
     steps_done: int = 0
@@ -90,7 +97,7 @@ def fit(cfg: TrainConfig, source: BatchSource, run: RunConfig | None = None) -> 
     """Train an SAE for ``cfg.total_steps`` steps on batches from ``source``."""
     run = run or RunConfig()
     torch.manual_seed(cfg.seed)
-    sae = TrainableSAE(cfg)
+    sae = make_sae(cfg)
     optimizer = make_optimizer(sae, cfg)
     scheduler = make_scheduler(optimizer, cfg)
     start, history = _maybe_resume(run, sae, optimizer, scheduler)
@@ -161,14 +168,30 @@ def _next_batch(batches: Iterator[Tensor], step: int, cfg: TrainConfig) -> Tenso
     return batch
 
 
-def _metrics_row(step: int, out: TrainStepOutput, scheduler) -> dict[str, float]:  # noqa: ANN001
-    row = {"step": step, "loss": float(out.loss.detach()), "l0": float(out.l0), "explained_variance": float(out.explained_variance)}
+Scheduler = torch.optim.lr_scheduler.LRScheduler
+
+
+def _metrics_row(step: int, out: TrainStepOutput, scheduler: Scheduler) -> dict[str, float]:
+    row = {
+        "step": step,
+        "loss": float(out.loss.detach()),
+        "l0": float(out.l0),
+        "explained_variance": float(out.explained_variance),
+    }
     row.update({f"loss_{name}": float(value.detach()) for name, value in out.losses.items()})
     row["lr"] = float(scheduler.get_last_lr()[0])
     return row
 
 
-def _save(run: RunConfig, step: int, sae, optimizer, scheduler, history) -> None:  # noqa: ANN001
+def _save(
+    run: RunConfig,
+    step: int,
+    sae: TrainableSAE[Any],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Scheduler,
+    history: list[dict[str, float]],
+) -> None:
+    assert run.checkpoint_dir is not None
     state = {
         "sae": sae.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -180,7 +203,9 @@ def _save(run: RunConfig, step: int, sae, optimizer, scheduler, history) -> None
     save_checkpoint(run.checkpoint_dir, step, state, keep=run.keep_checkpoints)
 
 
-def _maybe_resume(run: RunConfig, sae, optimizer, scheduler) -> tuple[int, list[dict[str, float]]]:  # noqa: ANN001
+def _maybe_resume(
+    run: RunConfig, sae: TrainableSAE[Any], optimizer: torch.optim.Optimizer, scheduler: Scheduler
+) -> tuple[int, list[dict[str, float]]]:
     if not (run.checkpoint_dir and run.resume):
         return 0, []
     ckpt = load_latest(run.checkpoint_dir, map_location=sae.device)
@@ -218,7 +243,4 @@ class _WandbLogger:
 
 def checkpoint_folder(root: str | Path, cfg: TrainConfig) -> Path:
     """A per-config checkpoint folder, so runs with different settings never collide."""
-    import hashlib
-
-    digest = hashlib.sha256(cfg.to_json().encode()).hexdigest()[:10]
-    return Path(root) / f"{cfg.activation}-{cfg.hook_name}-{digest}"
+    return Path(root) / f"{cfg.activation}-{cfg.hook_name}-{stable_hash(cfg.to_dict())}"

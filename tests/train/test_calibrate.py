@@ -1,17 +1,20 @@
-"""Sparsity calibration reaches a requested L0 within ±20% on synthetic sparse data."""
+"""Sparsity calibration reaches a requested L0 within ±20% on synthetic sparse data; TopK and
+BatchTopK set k from it directly."""
+
+from __future__ import annotations
 
 import pytest
 
-from saelab.train.calibrate import CalibrationConfig, calibrate_sparsity
-from saelab.train.config import TrainConfig
+from saelab.train import TopKConfig, config_for
+from saelab.train.calibrate import CalibrationConfig, calibrate_sparsity, coefficient_field
 from saelab.train.synthetic import synthetic_source
 
 D_IN, BATCH = 16, 128
 
 
 def _cfg(activation, **kw):
-    return TrainConfig(
-        activation=activation, d_in=D_IN, d_sae=64, batch_size=BATCH, lr=3e-3, total_steps=400,
+    return config_for(
+        activation, d_in=D_IN, d_sae=64, batch_size=BATCH, lr=3e-3, total_steps=400,
         lr_warmup_steps=10, lr_decay_steps=50, seed=0, device="cpu", **kw,
     )
 
@@ -27,22 +30,27 @@ def test_calibration_hits_target_l0(activation, target):
     assert result.converged, result.trials
     assert abs(result.achieved_l0 - target) <= 0.2 * target
     field = "l1_coefficient" if activation == "relu" else "l0_coefficient"
-    assert getattr(result.cfg, field) == result.coefficient
+    assert coefficient_field(result.cfg) == field and getattr(result.cfg, field) == result.coefficient
     # The search really searched: L0 responded to the coefficient in the expected direction.
     trials = result.trials.sort_values("coefficient")
     assert trials["l0"].iloc[0] >= trials["l0"].iloc[-1]
 
 
-def test_topk_needs_no_search():
-    result = calibrate_sparsity(_cfg("topk", k=4), synthetic_source(D_IN, BATCH), CalibrationConfig(target_l0=9.4))
+@pytest.mark.parametrize("activation", ["topk", "batchtopk"])
+def test_k_architectures_need_no_search(activation):
+    result = calibrate_sparsity(_cfg(activation, k=4), synthetic_source(D_IN, BATCH), CalibrationConfig(target_l0=9.4))
+    assert type(result.cfg) is type(_cfg(activation)) and isinstance(result.cfg, TopKConfig)
     assert result.cfg.k == 9 and result.converged and len(result.trials) == 1
+    assert coefficient_field(result.cfg) == "k"
 
 
-def test_bad_calibration_config():
+def test_bad_calibration_config_lists_every_problem():
     with pytest.raises(ValueError, match="target_l0"):
         CalibrationConfig(target_l0=0)
     with pytest.raises(ValueError, match="measure_last"):
         CalibrationConfig(target_l0=5, steps_per_trial=10, measure_last=20)
+    with pytest.raises(ValueError, match="target_l0 must be positive.*tolerance must be in"):
+        CalibrationConfig(target_l0=-1, tolerance=2.0)
 
 
 def test_search_stops_when_l0_stops_responding(caplog):
@@ -52,3 +60,4 @@ def test_search_stops_when_l0_stops_responding(caplog):
     assert not result.converged
     assert len(result.trials) < 12
     assert "stopped responding" in caplog.text
+    assert "threshold init or bandwidth" in caplog.text  # the architecture's own hint

@@ -1,17 +1,16 @@
 """Subprocess body for the SIGKILL resume test: train with checkpoints, save the result.
 
-usage: python tests/_resume_worker.py CHECKPOINT_DIR OUTPUT_FILE SECONDS_PER_BATCH
+usage: python tests/train/_resume_worker.py CHECKPOINT_DIR OUTPUT_FILE SECONDS_PER_BATCH
 """
 
 import sys
 import time
 
 import torch
+from _resume_config import CFG  # same folder, on sys.path when run as a script
 
-from saelab.train.trainer import RunConfig, fit
 from saelab.train.synthetic import synthetic_source
-
-from tests_resume_config import CFG  # noqa: E402  (same folder, on sys.path when run as a script)
+from saelab.train.trainer import RunConfig, fit
 
 ckpt_dir, out_file, delay = sys.argv[1], sys.argv[2], float(sys.argv[3])
 base = synthetic_source(CFG.d_in, CFG.batch_size, seed=7)

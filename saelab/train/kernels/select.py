@@ -1,0 +1,47 @@
+"""Selecting a batch's largest pre-activations (BatchTopK), fast and plain.
+
+The plain way, one top-(k x batch) over the flattened ``[batch, d_sae]`` tensor, is what
+dominates a BatchTopK step on CPU: 0.5 s for batch 4096 x 4608 latents on 2 cores, 4x a
+per-token top-k (measured). The fast way takes each token's ``CANDIDATES_PER_K x k``
+largest as candidates and the batch's top from those (0.3 s), which is exact whenever no
+token has all its candidates chosen: a token's other entries are all below its candidates,
+and a candidate left out means the threshold passed above it. Tokens that had all theirs
+chosen (a loud token may take far more than k latents) are then searched whole.
+
+On CUDA the plain way is the faster (H100, the same shape with 8 loud tokens: 0.5 ms
+against 1.2 ms), so the two stages run on CPU only.
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+CANDIDATES_PER_K = 4
+"""Candidates per token, in units of k (measured on random data, batch 4096, k 32: 2 was
+fastest when no token is loud, 4 when a few are)."""
+
+
+def batch_top_indices(pre_BF: Float[Tensor, "batch d_sae"], k: int) -> Int[Tensor, " k_times_batch"]:
+    """Flat positions (``b * d_sae + f``, in no order) of the ``k x batch`` largest entries."""
+    B, F = pre_BF.shape
+    n, m = k * B, min(F, CANDIDATES_PER_K * k)
+    flat = pre_BF.reshape(-1)
+    if m == F or pre_BF.device.type != "cpu":
+        return flat.topk(n, sorted=False).indices
+    values, idx = pre_BF.topk(m, dim=-1, sorted=False)
+    candidates = (torch.arange(B, device=pre_BF.device)[:, None] * F + idx).reshape(-1)
+    chosen = values.reshape(-1).topk(n, sorted=False).indices
+    full = torch.bincount(chosen.div(m, rounding_mode="floor"), minlength=B) == m
+    if bool(full.any()):
+        # Taking those tokens whole can only raise the threshold, so no other token fills up.
+        whole = (full.nonzero()[:, :1] * F + torch.arange(F, device=pre_BF.device)).reshape(-1)
+        candidates = torch.cat([candidates[~full[candidates.div(F, rounding_mode="floor")]], whole])
+        chosen = flat[candidates].topk(n, sorted=False).indices
+    return candidates[chosen]
+
+
+def batch_top_indices_reference(pre_BF: Float[Tensor, "batch d_sae"], k: int) -> Int[Tensor, " k_times_batch"]:
+    """What :func:`batch_top_indices` selects, plainly: one top-k over the flattened tensor."""
+    return pre_BF.reshape(-1).topk(k * pre_BF.shape[0], sorted=False).indices

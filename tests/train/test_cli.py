@@ -1,0 +1,70 @@
+"""The CLI: its options, the config it builds for each architecture, and (slow) a tiny run
+end to end: store -> train -> SAELens folder -> held-out evaluation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from saelab.extract.extract import extract_features
+from saelab.saes import load_sae
+from saelab.train import BatchTopKConfig, JumpReLUConfig, ReLUConfig
+from saelab.train.__main__ import build_config, main, parse_args
+
+
+def test_cli_defaults():
+    args = parse_args([])
+    assert (args.activation, args.batch_size, args.tokens, args.resume, args.use_wandb) == (
+        "topk", 4096, 2_000_000, False, False,
+    )
+    with pytest.raises(SystemExit):
+        parse_args(["--activation", "sigmoid"])
+
+
+@pytest.mark.parametrize("activation", ["relu", "jumprelu", "topk", "batchtopk"])
+def test_every_registered_architecture_is_a_choice(activation):
+    assert parse_args(["--activation", activation]).activation == activation
+
+
+def test_options_go_to_the_architectures_that_have_them():
+    def config(*argv: str):
+        return build_config(parse_args(list(argv)), d_in=16, steps=100, model_name="m", hook="blocks.1.hook_resid_pre",
+                            dataset="d")
+
+    btk = config("--activation", "batchtopk", "--k", "7", "--hidden-dim", "64")
+    assert type(btk) is BatchTopKConfig and btk.k == 7 and btk.d_sae == 64
+    jump = config("--activation", "jumprelu", "--jumprelu-threshold", "0.3")
+    assert type(jump) is JumpReLUConfig and jump.jumprelu_init_threshold == 0.3 and jump.jumprelu_bandwidth == 0.5
+    relu = config("--activation", "relu")
+    assert type(relu) is ReLUConfig and relu.d_sae == 8 * 16 and relu.lr == 2e-3  # short runs get the larger lr
+    assert (relu.lr_warmup_steps, relu.lr_decay_steps, relu.hook_name) == (10, 20, "blocks.1.hook_resid_pre")
+
+
+@pytest.mark.slow
+def test_cli_trains_saves_and_evaluates(tmp_path, monkeypatch, capsys, model):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "sae"
+    code = main([
+        "--activation", "topk", "--layer", "1", "--tokens", "4096", "--batch-size", "512",
+        "--hidden-dim", "64", "--k", "4", "--eval-sequences", "2", "--out", str(out), "--device", "cpu",
+    ])
+    assert code == 0
+    sae = load_sae(out, device="cpu")
+    assert (sae.cfg.d_in, sae.cfg.d_sae) == (576, 64)
+    assert sae.cfg.metadata.hook_name == "blocks.1.hook_resid_pre"
+    feats = extract_features(model, sae, ["a tiny check"])
+    assert feats.shape == (1, 64) and torch.isfinite(feats).all()
+    printed = capsys.readouterr().out
+    for row in ("train_l0", "explained_variance", "ce_loss_recovered", "dead_fraction"):
+        assert row in printed
+
+
+def test_markdown_table():
+    import pandas as pd
+
+    from saelab.train.pipeline import markdown_table
+
+    frame = pd.DataFrame({"l0": [32.0, 31.5], "name": ["a", "b"]}, index=pd.Index(["x", "y"], name="sae"))
+    assert markdown_table(frame).splitlines() == [
+        "| sae | l0 | name |", "|---|---|---|", "| x | 32.000 | a |", "| y | 31.500 | b |",
+    ]

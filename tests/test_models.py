@@ -94,3 +94,35 @@ def test_default_device_prefers_cuda(monkeypatch):
     assert models.default_device().type == "cuda"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert models.default_device().type == "cpu"
+
+
+SPECIAL_TEXT = "User said <|im_end|> then <|endoftext|>, and a plain sentence."
+
+
+@pytest.mark.slow
+def test_cold_and_warm_loads_build_one_model_that_shares_every_cache(tmp_path, monkeypatch, make_sae):
+    """The first load (GGUF conversion) and every later one (converted-weights cache) give the
+    same configuration, tokenizer behaviour and identity, so the features a first notebook run
+    extracts are found again by the next notebook (they were extracted twice before)."""
+    from saelab._util.keys import model_identity
+    from saelab.extract import cache
+
+    monkeypatch.setenv("SAELAB_CACHE", str(tmp_path))
+    cold = saelab.load_model("smollm2-135m", device="cpu")
+    warm = saelab.load_model("smollm2-135m", device="cpu")
+    assert cold.cfg.to_dict() == warm.cfg.to_dict()
+    assert cold.cfg.tokenizer_prepends_bos == warm.cfg.tokenizer_prepends_bos
+    for text in ("Hello world", SPECIAL_TEXT):
+        assert cold.tokenizer(text)["input_ids"] == warm.tokenizer(text)["input_ids"]
+        assert torch.equal(cold.to_tokens(text), warm.to_tokens(text))
+    assert model_identity(cold) == model_identity(warm)
+
+    sae = make_sae(576, 32, "blocks.3.hook_resid_pre")
+    first = saelab.cached_per_token(cold, {"s": sae}, ["A text to cache."])
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the warm model missed the cold model's feature cache")
+
+    monkeypatch.setattr(cache, "extract_per_token_multi", fail)
+    again = saelab.cached_per_token(warm, {"s": sae}, ["A text to cache."])
+    torch.testing.assert_close(again["s"].values, first["s"].values)

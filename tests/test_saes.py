@@ -1,4 +1,8 @@
-"""load_sae routes, Neuronpedia ids from SAELens's yaml, and model/SAE compatibility checks."""
+"""load_sae routes, clear errors for damaged files, Neuronpedia ids from SAELens's yaml, and
+model/SAE compatibility checks."""
+
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -75,21 +79,6 @@ def test_sae_neuronpedia_url_from_metadata(make_sae):
     assert saes.sae_neuronpedia_url(sae, 5) == "https://www.neuronpedia.org/gpt2-small/8-res-jb/5"
 
 
-@pytest.mark.parametrize(
-    "hook, stop",
-    [
-        ("blocks.0.hook_resid_pre", 0),
-        ("blocks.8.hook_resid_pre", 8),
-        ("blocks.8.hook_resid_post", 9),
-        ("blocks.8.hook_mlp_out", 9),
-        ("blocks.8.attn.hook_z", 9),
-        ("ln_final.hook_normalized", None),
-    ],
-)
-def test_stop_layer_for_hook(hook, stop):
-    assert saes.stop_layer_for_hook(hook) == stop
-
-
 def test_load_model_for_sae_follows_metadata(monkeypatch, make_sae):
     calls = {}
     monkeypatch.setattr(saes, "load_model", lambda name, device, from_pretrained_kwargs: calls.update(
@@ -101,3 +90,56 @@ def test_load_model_for_sae_follows_metadata(monkeypatch, make_sae):
     sae.cfg.metadata.model_name = None
     with pytest.raises(ValueError, match="no model_name"):
         saes.load_model_for_sae(sae)
+
+
+def test_sae_for_another_model_is_rejected(model, make_sae):
+    gpt2_sized = make_sae(768, 16, "blocks.6.hook_resid_pre", model_name="gpt2-small")
+    with pytest.raises(ValueError, match=r"d_in=768 does not match .*d_model=576"):
+        saelab.extract_features(model, gpt2_sized, ["x"])
+    too_deep = make_sae(576, 16, "blocks.40.hook_resid_pre")
+    with pytest.raises(ValueError, match="only 30 layers"):
+        saelab.extract_features(model, too_deep, ["x"])
+    nonsense = make_sae(576, 16, "blocks.3.hook_nonsense")
+    with pytest.raises(ValueError, match="no such hook point"):
+        saelab.extract_features(model, nonsense, ["x"])
+
+
+BUNDLED = saelab.saes.bundled_suite_dir() / "blocks.20.hook_resid_pre"
+
+
+def damaged_copy(tmp_path: Path, damage) -> Path:
+    folder = tmp_path / "sae"
+    shutil.copytree(BUNDLED, folder)
+    damage(folder)
+    return folder
+
+
+def truncate(path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+@pytest.mark.parametrize(
+    "damage, file, match",
+    [
+        (lambda f: truncate(f / "sae_weights.safetensors"), "sae_weights.safetensors", "truncated or damaged"),
+        (lambda f: truncate(f / "sae_weights.safetensors", 0.0001), "sae_weights.safetensors", "truncated or damaged"),
+        (lambda f: truncate(f / "cfg.json", 0.9), "cfg.json", "not valid JSON"),
+        (lambda f: (f / "sae_weights.safetensors").unlink(), "sae", "no sae_weights.safetensors"),
+    ],
+    ids=["weights cut in half", "weights header cut", "config cut", "weights missing"],
+)
+def test_damaged_sae_files_get_an_error_that_names_them(tmp_path, damage, file, match):
+    folder = damaged_copy(tmp_path, damage)
+    with pytest.raises(saes.CorruptSAEError, match=match) as err:
+        saelab.load_sae(folder, device="cpu")
+    assert str(folder / file) in str(err.value) or str(folder) in str(err.value)
+    assert "again" in str(err.value)  # says what to do
+
+
+def test_damaged_bundled_sae_says_how_to_restore_it(tmp_path, monkeypatch):
+    suite = tmp_path / "saes" / "saelab-smollm2-135m"
+    damaged_copy(suite, lambda f: truncate(f / "sae_weights.safetensors")).rename(suite / "blocks.20.hook_resid_pre")
+    monkeypatch.setenv("SAELAB_DATA", str(tmp_path))
+    with pytest.raises(saes.CorruptSAEError, match="git checkout -- data/saes"):
+        saelab.load_sae("saelab-smollm2-135m", "blocks.20.hook_resid_pre", device="cpu")

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from saelab import browser, widgets
+from saelab import viz
+from saelab._util import browser
+from saelab.viz import feature_explorer
 
 pytestmark = pytest.mark.slow
 
-OUTPUTS = Path(__file__).resolve().parents[1] / "outputs"
+OUTPUTS = Path(__file__).resolve().parents[2] / "outputs"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -63,7 +65,7 @@ def test_token_highlight_page_renders_tokens_and_hover_values(chromium, tmp_path
         ),
         "conversational": (["I", "'m", " so", " tired", " today", " 😴"], [0, 0, 0, 0, 0, 0]),
     }
-    block = widgets.highlight_texts(
+    block = viz.highlight_texts(
         [t for t, _ in texts.values()],
         [v for _, v in texts.values()],
         groups=list(texts),
@@ -99,14 +101,14 @@ LABELS = ["python", "python", "math", "math", "non_english", "non_english", "soc
 
 def test_feature_explorer_page_renders_offline(chromium, model, make_sae, tmp_path):
     saes = {"layer 3": make_sae(model.cfg.d_model, 64, "blocks.3.hook_resid_pre", seed=7)}
-    data = widgets.ExplorerData.build(model, saes, TEXTS, LABELS, use_cache=False)
-    explorer = widgets.FeatureExplorer(data).select(category="math")
+    data = viz.ExplorerData.build(model, saes, TEXTS, LABELS, use_cache=False)
+    explorer = viz.FeatureExplorer(data).select(category="math")
     page = explorer.to_html(tmp_path / "explorer.html")
     dom = dump_dom(chromium, page, tmp_path / "profile")
     # plotly.js (inlined) ran and drew the three charts.
     assert dom.count('class="main-svg"') >= 3
     assert f"layer 3 · feature #{explorer.view.feature}" in dom
-    assert widgets.NO_NEURONPEDIA in dom
+    assert feature_explorer.NO_NEURONPEDIA in dom
     # The top examples are there token by token, with their hover values.
     values = _token_values(dom)
     label = f"feature {explorer.view.feature}: "

@@ -1,0 +1,28 @@
+"""Fixtures shared by the evals tests on the real model: a few tokens, a random SAE, and its
+evaluation. Session-scoped: the splice and harness tests read the same numbers and none
+changes them."""
+
+from __future__ import annotations
+
+import pytest
+
+from saelab import evals
+from tests.evals._helpers import HOOK, N_POS, TEXTS
+
+
+@pytest.fixture(scope="session")
+def tokens(model):
+    toks = model.to_tokens(TEXTS)[:, :N_POS]
+    assert (toks[:, 0] == model.tokenizer.bos_token_id).all()
+    assert (toks[:, 1:] != model.tokenizer.bos_token_id).all()
+    return toks
+
+
+@pytest.fixture(scope="session")
+def sae(model, make_sae):
+    return make_sae(model.cfg.d_model, 64, HOOK, seed=2, input_norm=30.0)
+
+
+@pytest.fixture(scope="session")
+def result(model, sae, tokens):
+    return evals.evaluate_sae(model, sae, [tokens], progress=False)

@@ -1,0 +1,27 @@
+"""saelab.extract.hooks: activations from one forward pass that stops as early as the hook
+allows, equal to run_with_cache's."""
+
+import torch
+
+import saelab
+from saelab.extract import hook_activations
+from tests.extract._helpers import HOOK, LONG_TEXTS
+
+
+def test_hook_activations_match_run_with_cache(model):
+    tokens = model.to_tokens(LONG_TEXTS[0][:200])
+    mask = torch.ones_like(tokens)
+    for hook in ("blocks.0.hook_resid_pre", "blocks.7.hook_resid_pre", "blocks.3.hook_mlp_out", "blocks.4.hook_resid_post"):
+        _, cache = model.run_with_cache(tokens, names_filter=[hook])
+        torch.testing.assert_close(hook_activations(model, hook, tokens, mask), cache[hook])
+
+
+def test_later_blocks_never_run(model, sae):
+    def boom(act, hook):
+        raise AssertionError(f"{hook.name} ran, but extraction at {HOOK} should stop before it")
+
+    model.add_hook("blocks.20.hook_attn_out", boom)
+    try:
+        saelab.extract_features(model, sae, ["Only the first twenty blocks run."])
+    finally:
+        model.reset_hooks()

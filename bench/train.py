@@ -5,7 +5,7 @@ d_in 576), in the same batches and order, for the same number of steps, and trai
 the same width (d_sae 4608) from the same initial weights. The script prints, from this one
 run, tokens/s and held-out explained variance for each side and the ratios ours / SAELens.
 
-Targets (issue 3, item 8): TopK at least 3x SAELens's tokens/s; ReLU at least 1.2x; explained
+Targets: TopK at least 3x SAELens's tokens/s; ReLU at least 1.2x; explained
 variance no worse than SAELens's minus 0.02. BatchTopK (against SAELens's
 ``BatchTopKTrainingSAE``) runs TopK's sparse kernels and borrows TopK's speed target.
 

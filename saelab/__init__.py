@@ -23,4 +23,4 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 __getattr__, __dir__, __all__ = _lazy.attach_stub(__name__, __file__)
-__all__ = [*__all__, "__version__"]
+__all__ += ["__version__"]  # attach_stub returns a fresh list

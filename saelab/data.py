@@ -42,5 +42,5 @@ def load_dataset(
         bad = [c for c in categories if c not in CATEGORIES]
         if bad:
             raise ValueError(f"Unknown categories {bad}; valid: {list(CATEGORIES)}")
-        frame = pd.concat([frame[frame["category"] == c] for c in categories], ignore_index=True)
+        frame = pd.concat([frame.loc[frame["category"] == c] for c in categories], ignore_index=True)
     return frame.reset_index(drop=True)

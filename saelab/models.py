@@ -72,7 +72,7 @@ _PROCESSING = dict(
 
 def valid_model_names() -> list[str]:
     """Embedded names first, then every TransformerLens official name."""
-    from transformer_lens.loading_from_pretrained import OFFICIAL_MODEL_NAMES
+    from transformer_lens.supported_models import OFFICIAL_MODEL_NAMES
 
     return list(EMBEDDED_MODELS) + list(OFFICIAL_MODEL_NAMES)
 
@@ -127,7 +127,11 @@ def _load_transformer_lens(
     options = {**_PROCESSING, **kwargs}
     try:
         with _quiet_transformer_lens():
-            return HookedTransformer.from_pretrained(name, device=device, dtype=dtype, **options)
+            # TransformerLens leaves dtype unannotated (default "float32", so inferred as str) and
+            # converts strings to a torch.dtype itself; it takes a torch.dtype as is.
+            return HookedTransformer.from_pretrained(
+                name, device=device, dtype=dtype, **options  # pyright: ignore[reportArgumentType]
+            )
     except OSError as err:
         raise OSError(
             f"Could not load {name!r} from the Hugging Face hub ({err}). TransformerLens names "
@@ -245,11 +249,15 @@ def _write_cache(model: HookedTransformer, folder: Path) -> None:
     """Written atomically, so a crash never leaves a half-written cache that a later load trusts."""
     from safetensors.torch import save_file
 
+    tokenizer = model.tokenizer
+    if tokenizer is None:  # a warm load reads the tokenizer back from the cache
+        raise ValueError(f"model {model.cfg.model_name!r} has no tokenizer to cache beside its weights")
+
     def write(tmp: Path) -> None:
         params = {k: v.detach().contiguous().cpu() for k, v in model.named_parameters()}
         save_file(params, str(tmp / "model.safetensors"))
         (tmp / "config.json").write_text(json.dumps(_config_to_json(model.cfg), indent=1))
-        model.tokenizer.save_pretrained(str(tmp / "tokenizer"))
+        tokenizer.save_pretrained(str(tmp / "tokenizer"))
 
     write_dir_atomically(folder, write)
 

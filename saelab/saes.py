@@ -180,7 +180,12 @@ def release_model_kwargs(release: str) -> dict[str, Any]:
     """Model loading options a SAELens release asks for (e.g. center_writing_weights)."""
     info = get_pretrained_saes_directory().get(release)
     overrides = (info.config_overrides or {}) if info else {}
-    return dict(overrides.get("model_from_pretrained_kwargs") or {})
+    kwargs = overrides.get("model_from_pretrained_kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise ValueError(
+            f"SAELens release {release!r} has model_from_pretrained_kwargs that is not a mapping: {kwargs!r}"
+        )
+    return dict(kwargs)
 
 
 def model_kwargs_for_sae(sae: SAE) -> dict[str, Any]:

@@ -33,7 +33,8 @@ def _can_apt() -> bool:
 def _apt_install(packages: list[str]) -> bool:
     print(f"[setup] installing Debian packages: {' '.join(packages)} ...", flush=True)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages]):
+    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages]
+    for cmd in (["apt-get", "update", "-qq"], install):
         if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode != 0:
             return False
     return True

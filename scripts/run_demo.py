@@ -54,7 +54,7 @@ def main() -> int:
     pages = sorted(out_dir.glob("*.html"))
     print(f"[demo] executed notebooks: {out_dir}/")
     print(f"[demo] figures ({len(figures)} PNG, each with an SVG): {ROOT / 'assets'}/")
-    print(f"[demo] HTML pages (token highlighting, feature explorer; open in a browser): "
+    print("[demo] HTML pages (token highlighting, feature explorer; open in a browser): "
           + ", ".join(p.name for p in pages))
     print(f"[demo] SAEs trained by notebook 04 (SAELens format): {out_dir / 'saes'}/")
     print("[demo] open the notebooks yourself with `make lab`")

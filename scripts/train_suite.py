@@ -29,15 +29,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tokens", type=int, default=2_000_000, help="training tokens per SAE")
     parser.add_argument("--k", type=int, default=32, help="TopK k (= L0)")
     parser.add_argument("--batch-size", type=int, default=2048)
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam lr (inputs are normalised to mean norm sqrt(d_in))")
+    parser.add_argument("--lr", type=float, default=1e-3,
+                        help="Adam lr (inputs are normalised to mean norm sqrt(d_in))")
     parser.add_argument("--dead-tokens", type=int, default=250_000,
                         help="a latent is dead (and gets the AuxK loss) after this many tokens without firing")
     parser.add_argument("--hooks", nargs="*", default=None, help="default: the offline profile's hooks")
     parser.add_argument("--store-only", action="store_true", help="build (or resume) the activation store and stop")
     parser.add_argument("--store", type=Path, default=None,
-                        help="train on this complete activation store folder instead of building one (its key covers "
-                             "the installed packages, whose docs are part of the corpus, so a changed venv gets a new key)")
-    parser.add_argument("--eval-sequences", type=int, default=96, help="held-out sequences (of 128 tokens) per evaluation")
+                        help="train on this complete activation store folder instead of building one (its key "
+                             "covers the installed packages, whose docs are part of the corpus, so a changed venv "
+                             "gets a new key)")
+    parser.add_argument("--eval-sequences", type=int, default=96,
+                        help="held-out sequences (of 128 tokens) per evaluation")
     parser.add_argument("--out", type=Path, default=None, help="default: data/saes/saelab-smollm2-135m")
     return parser.parse_args()
 
@@ -91,12 +94,14 @@ def main() -> int:
         evaluation = evaluate_saved(model, path, store, max_sequences=args.eval_sequences)
         results[hook] = (trained.train, evaluation)
         print(f"[suite] {hook}: L0 {evaluation.l0:.1f}, EV {evaluation.explained_variance:.3f} "
-              f"({evaluation.explained_variance_typical:.3f} without {evaluation.n_massive} massive-activation tokens), "
+              f"({evaluation.explained_variance_typical:.3f} without {evaluation.n_massive} "
+              f"massive-activation tokens), "
               f"CE recovered {evaluation.ce_loss_recovered:.3f}, dead {evaluation.dead_fraction:.3f} "
               f"(trained in {train_s:.0f} s)")
     table = summary_table(results)
     (out_root / "metrics.json").write_text(json.dumps(
-        {hook: {**ev.to_dict(), "train_tokens": tr.cfg.total_steps * tr.cfg.batch_size} for hook, (tr, ev) in results.items()},
+        {hook: {**ev.to_dict(), "train_tokens": tr.cfg.total_steps * tr.cfg.batch_size}
+         for hook, (tr, ev) in results.items()},
         indent=1, default=str))
     (out_root / "README.md").write_text(
         "# saelab-smollm2-135m\n\nTopK SAEs trained by `make saes` (scripts/train_suite.py). Metrics on "

@@ -1,7 +1,7 @@
 """Shared fixtures: one session-scoped real model, and small SAEs made on the spot.
 
-The bundled SAE suite arrives with the training issue; until then (and for speed) tests use
-random SAEs in SAELens format, which exercise exactly the same code paths.
+Most tests use random SAEs in SAELens format, made in microseconds, which exercise exactly
+the code paths the bundled suite does; tests that need real features load the bundled suite.
 """
 
 from __future__ import annotations

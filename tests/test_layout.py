@@ -89,4 +89,5 @@ def test_files_and_functions_stay_small(path):
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             length = (node.end_lineno or node.lineno) - node.lineno + 1
-            assert length <= MAX_FUNCTION_LINES, f"{path.relative_to(ROOT)}:{node.lineno} {node.name} has {length} lines"
+            where = f"{path.relative_to(ROOT)}:{node.lineno} {node.name}"
+            assert length <= MAX_FUNCTION_LINES, f"{where} has {length} lines"

@@ -52,7 +52,7 @@ def tensors_digest(tensors: Mapping[str, Tensor], *, prefix: str = "") -> str:
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
         # A contiguous CPU tensor exposes its memory directly: no copy of the bytes.
         array = tensor.contiguous().cpu().view(-1).view(torch.uint8).numpy()
-        digest.update(memoryview(array))
+        digest.update(array.data)
     return digest.hexdigest()[:KEY_LENGTH]
 
 

@@ -41,7 +41,7 @@ class TopExamples:
         """Rows of one requested feature, best first."""
         if int(feature) not in self.features:
             raise ValueError(f"feature {feature} was not requested; requested: {self.features}")
-        return self.frame[self.frame.feature == int(feature)].reset_index(drop=True)
+        return self.frame.loc[self.frame["feature"] == int(feature)].reset_index(drop=True)
 
 
 class _Context(NamedTuple):
@@ -85,6 +85,8 @@ def top_examples(
     ids = check_feature_ids(features, sae.cfg.d_sae)
     if len(window) != 2 or any(not isinstance(w, (int, np.integer)) or w < 0 for w in window):
         raise ValueError(f"window must be (before, after) with non-negative integers, got {window!r}")
+    before, after = window  # any length-2 sequence, e.g. a list, becomes a tuple
+    window = (before, after)
     chunk_size = check_top(chunk_size if chunk_size is not None else 4 * batch_size, "chunk_size")
     slot_of = torch.full((sae.cfg.d_sae,), -1, dtype=torch.long)
     slot_of[ids] = torch.arange(len(ids))
@@ -101,12 +103,12 @@ def top_examples(
             per_token = extract_per_token(model, sae, chunk, batch_size=batch_size, progress=False)
             block = _feature_block(per_token, slot_of, len(ids))
             state, new = _merge_top_k(state, block, per_token, offset)
-            contexts = _update_contexts(contexts, state, new, block, per_token, offset, tuple(window))
+            contexts = _update_contexts(contexts, state, new, block, per_token, offset, window)
             offset += len(chunk)
             bar.update(len(chunk))
     if offset == 0:
         raise ValueError("texts is empty; pass at least one text")
-    return TopExamples(frame=_examples_frame(state, contexts, ids), features=ids, top=top, window=tuple(window))
+    return TopExamples(frame=_examples_frame(state, contexts, ids), features=ids, top=top, window=window)
 
 
 def _feature_block(
@@ -224,9 +226,10 @@ def token_profile(per_token: PerTokenFeatures, feature: int, top: int = 10) -> p
         }
     )
     frame["frac_active"] = frame.n_active / frame.n_total
-    frame = frame[frame.n_active > 0]
+    frame = frame.loc[frame["n_active"] > 0]
     out = ranked(frame, ["total"], top)
-    return out[["rank", "feature", "token", "n_active", "n_total", "frac_active", "mean_when_active", "total", "share"]]
+    columns = ["rank", "feature", "token", "n_active", "n_total", "frac_active", "mean_when_active", "total", "share"]
+    return out.loc[:, columns]
 
 
 def rank_text_features(per_token: PerTokenFeatures, top: int = 10) -> pd.DataFrame:

@@ -73,16 +73,20 @@ def feature_summary(
     column = None if pooled is None else _pooled_column(pooled, feature, d_sae)
     if labels is not None and column is None:
         raise ValueError("labels were given without pooled activations; pass pooled=[n_texts, d_sae] too")
-    values = _per_token_values(per_token, feature, d_sae) if per_token is not None else None
+    values, density = None, None
+    if per_token is not None:
+        values = _per_token_values(per_token, feature, d_sae)
+        density = float(values.size / max(1, per_token.row_ptr.numel() - 1))
     source = values if values is not None else (column[column != 0] if column is not None else None)
     return FeatureSummary(
         feature=feature,
         hook=sae_hook_name(sae),
         d_sae=d_sae,
-        density=None if values is None else float(values.size / max(1, per_token.row_ptr.numel() - 1)),
+        density=density,
         histogram=None if source is None else Histogram(*np.histogram(source, bins=bins)),
         logit_lens=None if model is None else logit_lens(model, sae, feature, top=top),
-        category_means=None if labels is None else category_means(column, labels),
+        # column is set whenever labels are (checked above).
+        category_means=None if labels is None or column is None else category_means(column, labels),
         neuronpedia_url=sae_neuronpedia_url(sae, feature),
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -72,7 +72,7 @@ def compare_layers(
         summary[column] = summary[column].astype("Int64")
     return LayerComparison(
         summary=summary,
-        specialists=long[["sae", *SPECIALIST_COLUMNS]],
+        specialists=long.loc[:, ["sae", *SPECIALIST_COLUMNS]],
         scores=scores,
         counts=counts,
         strongest=_sae_first(strong),
@@ -82,14 +82,14 @@ def compare_layers(
 
 def _sae_first(frames: list[pd.DataFrame]) -> pd.DataFrame:
     long = pd.concat(frames, ignore_index=True)
-    return long[["sae", *long.columns.drop("sae")]]
+    return long.loc[:, ["sae", *long.columns.drop("sae")]]
 
 
 def _layer_summary(x: Float[np.ndarray, "n_texts d_sae"], table: pd.DataFrame) -> dict[str, Any]:
     top_strong = strongest(x, top=1).iloc[0]
     top_freq = frequent(x, top=1).iloc[0]
     top_sel = selective(x, top=1)
-    best = specialist_matrix(table)["strong_in_minus_out"]
+    best = specialist_matrix(table).loc[:, "strong_in_minus_out"]
     return {
         "strongest_feature": int(top_strong.feature),
         "strongest_value": float(top_strong.max_activation),
@@ -98,7 +98,7 @@ def _layer_summary(x: Float[np.ndarray, "n_texts d_sae"], table: pd.DataFrame) -
         "selective_feature": int(top_sel.feature.iloc[0]) if len(top_sel) else pd.NA,
         "selective_value": float(top_sel.mean_when_active.iloc[0]) if len(top_sel) else np.nan,
         "n_specialist_categories": int(table.loc[table.is_specialist, "category"].nunique()),
-        "n_categories": int(table["category"].nunique()),
+        "n_categories": int(table.loc[:, "category"].nunique()),
         "best_category": str(best.idxmax()),
         "best_category_score": float(best.max()),
     }
@@ -130,7 +130,8 @@ def layer_trends(comparison: LayerComparison, depth: Mapping[str, float] | None 
     if len(names) < 2:
         raise ValueError("layer_trends needs at least two SAEs to compare")
     order = _depth_order(names, depth)
-    best_auroc = comparison.specialists.groupby(["sae", "category"], sort=False)["auroc"].max()
+    # cast: one column of a grouped frame, so a Series (pandas' annotations allow a DataFrame).
+    best_auroc = cast(pd.Series, comparison.specialists.groupby(["sae", "category"], sort=False)["auroc"].max())
     values = comparison.summary.assign(mean_best_auroc=best_auroc.groupby(level="sae", sort=False).mean())
     rows = []
     for metric, description in _TREND_METRICS.items():
@@ -154,25 +155,29 @@ def describe_trends(trends: pd.DataFrame) -> list[str]:
     frequent feature fires on falls: 0.61 at blocks.15.hook_resid_pre -> 0.43 at
     blocks.28.hook_resid_pre (Spearman -1.00)."."""
     sentences = []
-    for row in trends.itertuples():
-        rho = "" if np.isnan(row.spearman) else f" (Spearman {row.spearman:+.2f})"
+    for row in trends.to_dict("records"):
+        rho = "" if np.isnan(row["spearman"]) else f" (Spearman {row['spearman']:+.2f})"
+        description = row["description"]
         sentences.append(
-            f"{row.description[0].upper()}{row.description[1:]} {row.trend}: {row.first:.3g} at {row.first_sae}"
-            f" -> {row.last:.3g} at {row.last_sae}{rho}."
+            f"{description[0].upper()}{description[1:]} {row['trend']}: {row['first']:.3g} at {row['first_sae']}"
+            f" -> {row['last']:.3g} at {row['last_sae']}{rho}."
         )
     return sentences
 
 
 def _depth_order(names: list[str], depth: Mapping[str, float] | None) -> list[str]:
     if depth is None:
-        layers = {name: hook_layer(name) for name in names}
-        if any(layer is None for layer in layers.values()):
-            return names
+        layers: dict[str, float] = {}
+        for name in names:
+            layer = hook_layer(name)
+            if layer is None:  # not every name is a hook: keep the given order
+                return names
+            layers[name] = layer
         depth = layers
     missing = [name for name in names if name not in depth]
     if missing:
         raise ValueError(f"depth has no entry for {missing}; give one per SAE in the comparison")
-    return sorted(names, key=lambda name: depth[name])
+    return sorted(names, key=depth.__getitem__)
 
 
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:

@@ -119,7 +119,7 @@ def selective(
             "mean_when_active": stats.mean_when_active,
             "max_activation": x.max(axis=0).astype(np.float64),
         }
-    )[eligible]
+    ).loc[eligible]
     return ranked(frame, ["mean_when_active", "max_activation"], top)
 
 

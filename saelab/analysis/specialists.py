@@ -115,7 +115,7 @@ def specialists(
         _add_intervals(frame, x, lab.codes == c, n_bootstrap, confidence, rng)
     table = pd.concat(frames, ignore_index=True)
     table["is_specialist"] = (table.q_value < alpha) & (table.auroc >= min_auroc) & (table.mean_in > table.mean_out)
-    return table[SPECIALIST_COLUMNS]
+    return table.loc[:, SPECIALIST_COLUMNS]
 
 
 def _check_options(alpha: float, min_auroc: float, rel_strong: float, n_bootstrap: int) -> None:
@@ -220,5 +220,5 @@ def specialist_matrix(table: pd.DataFrame, value: str = "strong_in_minus_out") -
         raise ValueError("table is empty")
     ascending = value in _LOWER_IS_BETTER
     best = table.sort_values([value, "rank"], ascending=[ascending, True], kind="stable").drop_duplicates("category")
-    order = pd.unique(table["category"])
+    order = pd.unique(table.loc[:, "category"])
     return best.set_index("category").loc[order, [value, "feature"]]

@@ -50,7 +50,11 @@ def save_figure(
     if base.suffix.lstrip(".").lower() in _EXPORT_FORMATS:
         base = base.with_suffix("")
     base.parent.mkdir(parents=True, exist_ok=True)
-    opts = {"scale": scale, "width": width or fig.layout.width or 900, "height": height or fig.layout.height or 500}
+    opts = {
+        "scale": scale,
+        "width": width or fig.layout["width"] or 900,
+        "height": height or fig.layout["height"] or 500,
+    }
     outputs = [base.with_name(f"{base.name}.{fmt}") for fmt in formats]
     _render(
         [{"fig": fig, "path": out, "opts": {**opts, "format": fmt}} for out, fmt in zip(outputs, formats, strict=True)]
@@ -72,8 +76,8 @@ def figures_to_svg(figs: Sequence[go.Figure], *, width: int | None = None, heigh
                     "path": p,
                     "opts": {
                         "format": "svg",
-                        "width": width or fig.layout.width or 900,
-                        "height": height or fig.layout.height or 500,
+                        "width": width or fig.layout["width"] or 900,
+                        "height": height or fig.layout["height"] or 500,
                     },
                 }
                 for fig, p in zip(figs, paths, strict=True)

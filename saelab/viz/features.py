@@ -4,7 +4,7 @@ lens and co-activation. Precomputed data in, ``go.Figure`` out."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -66,7 +66,9 @@ def feature_heatmap(
         hovertemplate="text: %{customdata}<br>feature %{x}<br>" + value + ": %{z:.3g}<extra></extra>",
         name="activations",
     )
-    ticks = dict(tickmode="array", tickvals=rows, ticktext=[short_label(t) for t in labels], autorange="reversed")
+    ticks: dict[str, Any] = dict(
+        tickmode="array", tickvals=rows, ticktext=[short_label(t) for t in labels], autorange="reversed"
+    )
     if categories is None:
         fig = go.Figure(heat)
         fig.update_yaxes(**ticks)
@@ -193,7 +195,8 @@ def _rank_shades(n: int) -> list[str]:
     from plotly.colors import sample_colorscale
 
     points = [0.95] if n == 1 else [0.95 - 0.6 * i / (n - 1) for i in range(n)]
-    return sample_colorscale("Oranges", points)
+    # cast: with the default colortype "rgb", plotly returns a list of "rgb(r, g, b)" strings.
+    return cast(list[str], sample_colorscale("Oranges", points))
 
 
 def category_bar(
@@ -240,7 +243,7 @@ def logit_lens_bar(
         raise ValueError(f"logit_lens has unknown directions {sorted(unknown)}; valid: 'promoted', 'suppressed'")
     fig = make_subplots(rows=1, cols=2, subplot_titles=("promoted", "suppressed"), horizontal_spacing=0.2)
     for col, (direction, color) in enumerate((("promoted", "#2E7D32"), ("suppressed", "#C62828")), start=1):
-        part = logit_lens[logit_lens["direction"] == direction].sort_values("rank")
+        part = logit_lens.loc[logit_lens["direction"] == direction].sort_values("rank")
         full = [visible_token(str(t), mark_spaces=True) for t in part["token"]]
         shown = [visible_token(str(t), mark_spaces=True, max_len=AXIS_TOKEN_CHARS) for t in part["token"]]
         fig.add_trace(
@@ -261,7 +264,7 @@ def logit_lens_bar(
             tickmode="array", tickvals=list(part["rank"]), ticktext=shown, autorange="reversed", row=1, col=col
         )
         fig.update_xaxes(title_text="logit contribution", row=1, col=col)
-    return apply_layout(fig, title, height=max(300, 26 * int(logit_lens["rank"].max()) + 140))
+    return apply_layout(fig, title, height=max(300, 26 * int(logit_lens.loc[:, "rank"].max()) + 140))
 
 
 def coactivation_heatmap(

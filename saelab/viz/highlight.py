@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -137,6 +137,10 @@ class TokenHighlight(_HtmlView):
     def max_value(self) -> float:
         return float(self._values.max()) if self._values.size else 0.0
 
+    @property
+    def _scale(self) -> float:
+        return cast(float, self.vmax)  # cast: __post_init__ resolves a None vmax to a number
+
     def spans(self) -> str:
         """The tokens as ``<span class="tok">`` elements (no wrapper).
 
@@ -157,7 +161,7 @@ class TokenHighlight(_HtmlView):
 
     def _span(self, token: str, pieces: list[float]) -> str:
         value = max(pieces)
-        alpha = float(np.clip(value / self.vmax, 0.0, 1.0))
+        alpha = float(np.clip(value / self._scale, 0.0, 1.0))
         tip = f"{self.label}: {format_value(value)}"
         if len(pieces) > 1:
             tip += f" ({len(pieces)} tokens: {', '.join(format_value(v) for v in pieces)})"
@@ -176,7 +180,7 @@ class TokenHighlight(_HtmlView):
 
     def fragment(self) -> str:
         head = f'<div class="saelab-title">{html.escape(self.title)}</div>' if self.title else ""
-        legend = legend_html(self.vmax, self.color, self.label) if self.legend else ""
+        legend = legend_html(self._scale, self.color, self.label) if self.legend else ""
         return f'<div class="saelab-hl">{head}{legend}<div class="saelab-text">{self.spans()}</div></div>'
 
 
@@ -280,7 +284,8 @@ def highlight_texts(
             vmax=shared,
             label=label,
             legend=False,
-            color=muted_color if target is not None and groups[i] != target else color,
+            # groups is given whenever target is (checked above).
+            color=muted_color if target is not None and groups is not None and groups[i] != target else color,
         )
         for i in order
     ]

@@ -10,7 +10,7 @@ axes and a hovertemplate on every trace, and a category has the same colour ever
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -70,7 +70,9 @@ def sae_colors(names: Sequence[str]) -> dict[str, str]:
     if not names:
         return {}
     points = [0.5] if len(names) == 1 else [0.85 * i / (len(names) - 1) for i in range(len(names))]
-    return dict(zip(names, sample_colorscale("Viridis", points), strict=True))
+    # cast: with the default colortype "rgb", plotly returns a list of "rgb(r, g, b)" strings.
+    colors = cast(list[str], sample_colorscale("Viridis", points))
+    return dict(zip(names, colors, strict=True))
 
 
 def value_label(column: str) -> str:

@@ -69,17 +69,17 @@ class TextExplorer:
         dense = per_token.dense(0).numpy()[:, self.top_features["feature"].to_numpy()]
         self.highlights = [
             TokenHighlight(
-                per_token.tokens[0], dense[:, j], title=self._title(row), label=f"feature {int(row.feature)}"
+                per_token.tokens[0], dense[:, j], title=self._title(row), label=f"feature {int(row['feature'])}"
             )
-            for j, row in enumerate(self.top_features.itertuples())
+            for j, row in enumerate(self.top_features.to_dict("records"))
         ]
         self.output.value = self._html(len(per_token.tokens[0]))
         return self
 
-    def _title(self, row: Any) -> str:
+    def _title(self, row: dict[str, Any]) -> str:
         return (
-            f"#{int(row.rank)} · feature {int(row.feature)} · max {format_value(row.max_activation)} · "
-            f"active on {int(row.n_tokens_active)} token(s)"
+            f"#{int(row['rank'])} · feature {int(row['feature'])} · max {format_value(row['max_activation'])} · "
+            f"active on {int(row['n_tokens_active'])} token(s)"
         )
 
     def _html(self, n_tokens: int) -> str:

@@ -102,7 +102,7 @@ def training_curves(
     runs = unique_in_order(frame[by]) if by else [None]
     palette = sae_colors([str(r) for r in runs]) if by else {}
     for run in runs:
-        part = (frame if run is None else frame[frame[by] == run]).sort_values("step")
+        part = (frame if run is None else frame.loc[frame[by] == run]).sort_values("step")
         name = "run" if run is None else str(run)
         for row, metric in enumerate(metrics, start=1):
             fig.add_trace(
@@ -120,7 +120,7 @@ def training_curves(
                 col=1,
             )
             fig.update_yaxes(title_text=value_label(metric), row=row, col=1)
-            if metric == "loss" and log_loss and (part[metric] > 0).all():
+            if metric == "loss" and log_loss and (part.loc[:, metric] > 0).all():
                 fig.update_yaxes(type="log", row=row, col=1)
             if metric in FRACTION_COLUMNS:
                 fig.update_yaxes(tickformat=".0%", row=row, col=1)

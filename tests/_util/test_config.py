@@ -32,7 +32,8 @@ def test_round_trip_through_json_keeps_tuples():
 
 
 def test_unknown_fields_are_named():
-    with pytest.raises(ValueError, match=r"Unknown Example field\(s\) \['size'\]\. Valid fields: \['name', 'sizes', 'weights'\]"):
+    message = r"Unknown Example field\(s\) \['size'\]\. Valid fields: \['name', 'sizes', 'weights'\]"
+    with pytest.raises(ValueError, match=message):
         Example.from_dict({"size": 3})
 
 

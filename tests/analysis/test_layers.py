@@ -62,7 +62,8 @@ def _comparison_for_trends() -> analysis.LayerComparison:
 
 def test_layer_trends_orders_by_depth_and_names_the_direction():
     trends = analysis.layer_trends(_comparison_for_trends()).set_index("metric")
-    assert (trends.first_sae == "blocks.15.hook_resid_pre").all() and (trends.last_sae == "blocks.28.hook_resid_pre").all()
+    assert (trends.first_sae == "blocks.15.hook_resid_pre").all()
+    assert (trends.last_sae == "blocks.28.hook_resid_pre").all()
     assert trends.loc["n_specialist_categories", "trend"] == "rises"
     assert trends.loc["n_specialist_categories", "spearman"] == pytest.approx(1.0)
     assert trends.loc["frequent_coverage", "trend"] == "falls overall"
@@ -73,7 +74,9 @@ def test_layer_trends_orders_by_depth_and_names_the_direction():
     assert trends.loc["mean_best_auroc", "last"] == pytest.approx(0.85)
     assert trends.loc["mean_best_auroc", "trend"] == "rises"
     sentences = analysis.describe_trends(trends.reset_index())
-    assert sentences[0].startswith("The number of categories with at least one significant specialist rises: 4 at blocks.15")
+    assert sentences[0].startswith(
+        "The number of categories with at least one significant specialist rises: 4 at blocks.15"
+    )
 
 
 def test_trend_word_calls_a_tiny_change_about_flat():

@@ -41,7 +41,7 @@ def test_offline_mix_holds_a_million_tokens_from_every_source(big_mix, tokenizer
         expected |= {"fortunes_en", "fortunes_intl"}
     assert expected <= sources
     # The recorded counts are the model's token counts.
-    sample = list(zip(big_mix.documents, big_mix.tokens))[:: len(big_mix.documents) // 40]
+    sample = list(zip(big_mix.documents, big_mix.tokens, strict=True))[:: len(big_mix.documents) // 40]
     recount = encode_texts(tokenizer, [d.text for d, _ in sample])
     assert [n for _, n in sample] == [len(ids) for ids in recount]
 
@@ -52,7 +52,7 @@ def test_each_source_gets_its_share(big_mix):
     assert frame["tokens"].sum() == big_mix.n_tokens
     weights = {s: DEFAULT_FRACTIONS[s] for s in frame["source"]}
     total = sum(weights.values())
-    for source, share in zip(frame["source"], frame["share"]):
+    for source, share in zip(frame["source"], frame["share"], strict=True):
         assert share == pytest.approx(weights[source] / total, abs=0.01), source
 
 

@@ -44,7 +44,7 @@ def test_model_samples_are_seeded_cached_and_optional(model, tmp_path, monkeypat
     texts = sample_model_texts(model, prompts, n=3, max_new_tokens=2, seed=1)
     assert len(texts) == 3
     # n is split across the prompts in order: two for the first, one for the second.
-    assert [t.startswith(p) for t, p in zip(texts, (prompts[0], prompts[0], prompts[1]))] == [True] * 3
+    assert [t.startswith(p) for t, p in zip(texts, (prompts[0], prompts[0], prompts[1]), strict=True)] == [True] * 3
     assert sample_model_texts(model, prompts, n=3, max_new_tokens=2, seed=1, cache=False) == texts
 
     def no_generation(*args, **kwargs):

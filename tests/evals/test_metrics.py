@@ -79,7 +79,7 @@ def test_explained_variance_agrees_with_saelens_calculator():
     x = torch.randn(3, 40, 12, generator=gen) * 3 + torch.randn(12, generator=gen) * 20
     x_hat = x + 1.3 * torch.randn(3, 40, 12, generator=gen)
     theirs = ExplainedVarianceCalculator()
-    for xb, x_hat_b in zip(x, x_hat):
+    for xb, x_hat_b in zip(x, x_hat, strict=True):
         theirs.add_batch(sae_output=x_hat_b, hidden_acts=xb)
     ours = evals.explained_variance(x, x_hat)
     assert 0.5 < ours < 0.95

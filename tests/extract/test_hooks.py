@@ -11,7 +11,8 @@ from tests.extract._helpers import HOOK, LONG_TEXTS
 def test_hook_activations_match_run_with_cache(model):
     tokens = model.to_tokens(LONG_TEXTS[0][:200])
     mask = torch.ones_like(tokens)
-    for hook in ("blocks.0.hook_resid_pre", "blocks.7.hook_resid_pre", "blocks.3.hook_mlp_out", "blocks.4.hook_resid_post"):
+    hooks = ("blocks.0.hook_resid_pre", "blocks.7.hook_resid_pre", "blocks.3.hook_mlp_out", "blocks.4.hook_resid_post")
+    for hook in hooks:
         _, cache = model.run_with_cache(tokens, names_filter=[hook])
         torch.testing.assert_close(hook_activations(model, hook, tokens, mask), cache[hook])
 

@@ -47,8 +47,8 @@ def test_shuffle_buffer_respects_the_memory_budget(store):
 
 def test_batches_are_deterministic_per_seed(store):
     a, b, c = (epoch(store, seed=s, memory_budget_bytes=300 * ROW_BYTES) for s in (7, 7, 8))
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
-    assert not all(torch.equal(x, y) for x, y in zip(a, c))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not all(torch.equal(x, y) for x, y in zip(a, c, strict=True))
 
 
 def test_start_batch_resumes_to_the_identical_suffix(store):
@@ -60,7 +60,7 @@ def test_start_batch_resumes_to_the_identical_suffix(store):
         assert it.position == k
         rest = list(it)
         assert len(rest) == len(full) - k
-        assert all(torch.equal(x, y) for x, y in zip(rest, full[k:]))
+        assert all(torch.equal(x, y) for x, y in zip(rest, full[k:], strict=True))
         assert it.position == len(full)
 
 
@@ -71,5 +71,5 @@ def test_state_dict_and_endless_epochs_continue_the_same_stream(store):
     state = json.loads(json.dumps(it.state_dict()))  # as a checkpoint would store it
     again = store.iter_batches(**state, device="cpu")
     tail = [next(again) for _ in range(3)] + [next(again)]  # and on into a fourth epoch
-    assert all(torch.equal(x, y) for x, y in zip(head + tail[:3], full))
+    assert all(torch.equal(x, y) for x, y in zip(head + tail[:3], full, strict=True))
     assert torch.equal(tail[3], epoch(store, seed=2, epochs=4)[len(full)])

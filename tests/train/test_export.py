@@ -10,8 +10,16 @@ import torch
 from sae_lens import SAE, JumpReLUSAE, StandardSAE, TopKSAE
 from safetensors import safe_open
 
-from saelab.train import TrainableBatchTopKSAE, TrainableSAE, TrainConfig, config_for, make_sae, save_sae, to_sae_lens
-from saelab.train import export as export_mod
+from saelab.train import (
+    TrainableBatchTopKSAE,
+    TrainableSAE,
+    TrainConfig,
+    config_for,
+    export as export_mod,
+    make_sae,
+    save_sae,
+    to_sae_lens,
+)
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,11 @@ from saelab import viz
 
 def test_grouped_bar_one_trace_per_group_in_order():
     frame = pd.DataFrame(
-        {"category": ["math", "urls", "math", "urls"], "auroc": [0.9, 0.8, 0.6, 0.55], "pooling": ["masked", "masked", "naive", "naive"]}
+        {
+            "category": ["math", "urls", "math", "urls"],
+            "auroc": [0.9, 0.8, 0.6, 0.55],
+            "pooling": ["masked", "masked", "naive", "naive"],
+        }
     )
     fig = viz.grouped_bar(frame, "category", "auroc", "pooling", title="Best AUROC")
     assert [t.name for t in fig.data] == ["masked", "naive"]

@@ -107,7 +107,8 @@ def test_neuronpedia_link_when_the_sae_has_an_id(model, make_sae):
 
     sae = make_sae(model.cfg.d_model, 16, "blocks.2.hook_resid_pre", seed=5)
     sae.cfg.metadata.neuronpedia_id = "smollm2-135m/2-test"
-    ex = viz.FeatureExplorer(viz.ExplorerData.build(model, {"L2": sae}, TEXTS, LABELS, use_cache=False)).select(feature=7)
+    one_sae = viz.ExplorerData.build(model, {"L2": sae}, TEXTS, LABELS, use_cache=False)
+    ex = viz.FeatureExplorer(one_sae).select(feature=7)
     assert f'href="{sae_neuronpedia_url(sae, 7)}"' in ex.header.value
     assert feature_explorer.NO_NEURONPEDIA not in ex.header.value
 

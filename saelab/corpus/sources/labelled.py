@@ -36,7 +36,7 @@ def documents(cfg: CorpusConfig, filt: DocumentFilter) -> Iterator[Document] | N
     if cfg.labelled_fraction <= 0 or not labelled_path().is_file():
         return None
     frame, chosen = labelled_selection(cfg)
-    rows = frame[frame["id"].astype(str).isin(chosen)]
+    rows = frame.loc[frame["id"].astype(str).isin(list(chosen))]
     order = list(range(len(rows)))
     source_rng(cfg, "labelled-order").shuffle(order)
 

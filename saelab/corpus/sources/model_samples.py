@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from typing import cast
 
 import torch
 from tqdm.auto import tqdm
@@ -100,7 +101,7 @@ def _generate(
     bos_id = bos_token_id(model)
     bos = [bos_id] if bos_id is not None else []
     ids = torch.tensor([bos + encode_texts(tokenizer, [prompt])[0]] * k, device=model.cfg.device)
-    out = model.generate(
+    generated = model.generate(
         ids,
         max_new_tokens=max_new_tokens,
         do_sample=True,
@@ -109,8 +110,9 @@ def _generate(
         stop_at_eos=True,
         verbose=False,
     )
+    out = cast(torch.Tensor, generated)  # cast: token ids in, token ids out (return_type "input")
     texts = []
-    stops = {t for t in (tokenizer.eos_token_id, tokenizer.pad_token_id) if t is not None}
+    stops = {t for t in (tokenizer.eos_token_id, tokenizer.pad_token_id) if isinstance(t, int)}
     for row in out[:, len(bos) :].tolist():
         cut = next((i for i, t in enumerate(row) if t in stops), len(row))
         texts.append(tokenizer.decode(row[:cut]))

@@ -3,6 +3,7 @@
 from . import (
     charts as charts,
     explorer_data as explorer_data,
+    explorer_view as explorer_view,
     export as export,
     feature_explorer as feature_explorer,
     features as features,

@@ -8,10 +8,8 @@ explorer object, so tests drive the controls and read it without a browser or a 
 
 from __future__ import annotations
 
-import html
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -25,15 +23,24 @@ from saelab.analysis.feature import FeatureSummary, feature_summary
 from saelab.analysis.rankings import frequent, selective, strongest
 from saelab.analysis.specialists import specialists
 from saelab.viz.explorer_data import ExplorerData
-from saelab.viz.export import figures_to_svg
-from saelab.viz.features import category_bar, logit_lens_bar
-from saelab.viz.highlight import HighlightedTexts, feature_token_values, format_value, highlight_texts, html_document
-from saelab.viz.sparsity import density_histogram
+from saelab.viz.explorer_view import (
+    ALL_TEXTS,
+    FIGURES,
+    PAIRED_FIGURES,
+    ExplorerView,
+    figure_bundle,
+    header_html,
+    no_texts_html,
+    page_body,
+    summary_html,
+    top_texts,
+    view_figures,
+)
+from saelab.viz.highlight import HighlightedTexts, html_document
 from saelab.viz.style import value_label
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
-    from jaxtyping import Float
 
 RankBy = Literal["strongest", "frequent", "selective", "specialist"]
 RANKINGS: dict[str, str] = {
@@ -43,31 +50,24 @@ RANKINGS: dict[str, str] = {
     "specialist": "auroc",
 }
 """Ranking -> the column of the saelab.analysis frame it is ranked by (shown in the list)."""
-ALL_TEXTS = "all texts"
-NO_NEURONPEDIA = "no Neuronpedia page for this SAE"
-FIGURES = ("histogram", "categories", "logit_lens")
+CHART_MIN_WIDTH = "420px"
+"""Flex basis of a paired chart: the two share a row while each gets this much, else they wrap."""
 
 
-@dataclass(frozen=True)
-class ExplorerView:
-    """What the feature explorer shows now."""
+def _chart_output() -> ipw.Output:
+    """An Output for a chart that shares a row, its width set by the row and not by its content.
 
-    sae: str
-    feature: int
-    category: str
-    """A category, or :data:`ALL_TEXTS`."""
-    rank_by: str
-
-
-def _figure_bundle(fig: go.Figure) -> dict[str, Any]:
-    """A display_data output for an Output widget, built without an IPython shell.
-
-    plotly's own mime bundle follows the user's renderer settings (in Jupyter: plotly's
-    mimetype, which JupyterLab, Notebook 7 and VS Code render); text/plain is the fallback.
+    JupyterLab's plotly renderer fits a figure without a width to its container. An Output in a
+    plain HBox is as wide as its content, so there was none to fit and plotly fell back to 700 px:
+    two charts made a 1408 px row in a 968 px output area (JupyterLab 4.6, 1400 px window), the
+    second one clipped. min-width 0 lets the Output narrow later, below the chart drawn inside.
     """
-    data = dict(fig._repr_mimebundle_())
-    data.setdefault("text/plain", f"<Figure: {fig.layout.title.text}>")
-    return {"output_type": "display_data", "data": data, "metadata": {}}
+    return ipw.Output(layout=ipw.Layout(flex=f"1 1 {CHART_MIN_WIDTH}", min_width="0"))
+
+
+def _row(*children: ipw.Widget) -> ipw.HBox:
+    """Widgets side by side while they fit, wrapping onto the next line when they do not."""
+    return ipw.HBox(list(children), layout=ipw.Layout(flex_flow="row wrap"))
 
 
 class FeatureExplorer:
@@ -102,35 +102,12 @@ class FeatureExplorer:
         self.specialist_kwargs = {"n_permutations": 2000, "n_bootstrap": 0, **(specialist_kwargs or {})}
         self._rankings: dict[tuple[str, str, str], pd.DataFrame] = {}
         self._syncing = False
-        rank_options = list(RANKINGS) if len(data.categories) >= 2 else [r for r in RANKINGS if r != "specialist"]
-
-        first = data.names[0]
-        self.sae_select = ipw.Dropdown(options=data.names, value=first, description="SAE")
-        self.category_select = ipw.Dropdown(
-            options=[ALL_TEXTS, *data.categories], value=ALL_TEXTS, description="category"
-        )
-        self.rank_select = ipw.Dropdown(options=rank_options, value="strongest", description="rank by")
-        self.ranked_select = ipw.Dropdown(options=[], description="ranked", layout=ipw.Layout(width="360px"))
-        self.feature_input = ipw.BoundedIntText(value=0, min=0, max=self._d_sae(first) - 1, description="feature")
-        self.header = ipw.HTML()
-        self.summary_html = ipw.HTML()
-        self.examples_html = ipw.HTML()
-        self.figure_outputs = {name: ipw.Output() for name in FIGURES}
-        self.widget = ipw.VBox(
-            [
-                ipw.HBox([self.sae_select, self.category_select]),
-                ipw.HBox([self.rank_select, self.ranked_select, self.feature_input]),
-                self.header,
-                self.summary_html,
-                ipw.HBox([self.figure_outputs["histogram"], self.figure_outputs["categories"]]),
-                self.figure_outputs["logit_lens"],
-                self.examples_html,
-            ]
-        )
         self.summary: FeatureSummary | None = None
         self.figures: dict[str, go.Figure] = {}
         self.examples: HighlightedTexts | None = None
         self.ranked = pd.DataFrame()
+        self._build_controls()
+        self.widget = self._build_widget()
 
         with self._sync():
             self._refresh_ranking()
@@ -147,15 +124,46 @@ class FeatureExplorer:
         ):
             control.observe(self._on_change, names="value")
 
+    def _build_controls(self) -> None:
+        """The controls, and the HTML and Output widgets that each update fills."""
+        data = self.data
+        rank_options = list(RANKINGS) if len(data.categories) >= 2 else [r for r in RANKINGS if r != "specialist"]
+        first = data.names[0]
+        self.sae_select = ipw.Dropdown(options=data.names, value=first, description="SAE")
+        self.category_select = ipw.Dropdown(
+            options=[ALL_TEXTS, *data.categories], value=ALL_TEXTS, description="category"
+        )
+        self.rank_select = ipw.Dropdown(options=rank_options, value="strongest", description="rank by")
+        self.ranked_select = ipw.Dropdown(options=[], description="ranked", layout=ipw.Layout(width="360px"))
+        self.feature_input = ipw.BoundedIntText(value=0, min=0, max=self._d_sae(first) - 1, description="feature")
+        self.header = ipw.HTML()
+        self.summary_html = ipw.HTML()
+        self.examples_html = ipw.HTML()
+        self.figure_outputs = {name: _chart_output() if name in PAIRED_FIGURES else ipw.Output() for name in FIGURES}
+
+    def _build_widget(self) -> ipw.VBox:
+        """Controls, header and summary, the paired charts, the logit lens, the top texts."""
+        return ipw.VBox(
+            [
+                _row(self.sae_select, self.category_select),
+                _row(self.rank_select, self.ranked_select, self.feature_input),
+                self.header,
+                self.summary_html,
+                _row(*(self.figure_outputs[name] for name in PAIRED_FIGURES)),
+                self.figure_outputs["logit_lens"],
+                self.examples_html,
+            ]
+        )
+
     # -- state ------------------------------------------------------------------------
 
     @property
     def view(self) -> ExplorerView:
         return ExplorerView(
-            sae=self.sae_select.value,
+            sae=str(self.sae_select.value),
             feature=int(self.feature_input.value),
-            category=self.category_select.value,
-            rank_by=self.rank_select.value,
+            category=str(self.category_select.value),
+            rank_by=str(self.rank_select.value),
         )
 
     def _d_sae(self, name: str) -> int:
@@ -254,7 +262,7 @@ class FeatureExplorer:
             for f, v, c in zip(
                 self.ranked["feature"],
                 self.ranked[column],
-                self.ranked.get("category", [""] * len(self.ranked)),
+                self.ranked["category"] if "category" in self.ranked else [""] * len(self.ranked),
                 strict=True,
             )
         ]
@@ -270,7 +278,7 @@ class FeatureExplorer:
     def _render(self) -> None:
         view = self.view
         entry = self.data.saes[view.sae]
-        self.summary = feature_summary(
+        summary = feature_summary(
             entry.sae,
             view.feature,
             pooled=entry.pooled,
@@ -279,81 +287,17 @@ class FeatureExplorer:
             labels=self.data.labels,
         )
         peaks = entry.per_token.text_max(view.feature).double().numpy()
-        self.figures = self._build_figures(view)
-        self.examples = self._build_examples(view, peaks)
-        self.header.value = self._header_html(view)
-        self.summary_html.value = self._summary_html(view, peaks)
+        self.summary = summary
+        self.figures = view_figures(summary, view)
+        self.examples = top_texts(entry.per_token, self.data.labels, view, peaks, self.top_texts)
+        self.header.value = header_html(summary, view)
+        self.summary_html.value = summary_html(summary, view, peaks, float(entry.pooled[:, view.feature].max()))
+        examples = self.examples
         self.examples_html.value = (
-            self.examples._repr_html_()
-            if self.examples is not None
-            else f"<p><i>Feature #{view.feature} does not fire on any of the {len(self.data.texts)} texts.</i></p>"
+            examples._repr_html_() if examples is not None else no_texts_html(view, len(self.data.texts))
         )
         for name, out in self.figure_outputs.items():
-            out.outputs = (_figure_bundle(self.figures[name]),) if name in self.figures else ()
-
-    def _build_figures(self, view: ExplorerView) -> dict[str, go.Figure]:
-        summary = self.summary
-        highlight = None if view.category == ALL_TEXTS else view.category
-        figures = {
-            "categories": category_bar(
-                summary.category_means,
-                highlight=highlight,
-                title=f"Feature #{view.feature}: mean activation by category",
-            )
-        }
-        if summary.histogram is not None:
-            figures["histogram"] = density_histogram(
-                summary.histogram, title=f"Feature #{view.feature}: non-zero activations per token"
-            )
-        if summary.logit_lens is not None:
-            figures["logit_lens"] = logit_lens_bar(
-                summary.logit_lens, title=f"Feature #{view.feature}: logit lens (tokens promoted / suppressed)"
-            )
-        for name in ("categories", "histogram"):
-            if name in figures:
-                figures[name].update_layout(height=340)
-        return figures
-
-    def _build_examples(self, view: ExplorerView, peaks: Float[np.ndarray, " n_texts"]) -> HighlightedTexts | None:
-        entry = self.data.saes[view.sae]
-        order = np.argsort(-peaks, kind="stable")[: self.top_texts]
-        order = order[peaks[order] > 0]
-        if not len(order):
-            return None
-        values = feature_token_values(entry.per_token, view.feature)
-        return highlight_texts(
-            [entry.per_token.tokens[i] for i in order],
-            [values[i] for i in order],
-            [self.data.labels[i] for i in order],
-            title=f"Texts where feature #{view.feature} fires hardest",
-            label=f"feature {view.feature}",
-            target=None if view.category == ALL_TEXTS else view.category,
-            group_rows=False,
-        )
-
-    def _header_html(self, view: ExplorerView) -> str:
-        url = self.summary.neuronpedia_url
-        link = (
-            f'<a href="{html.escape(url, quote=True)}" target="_blank" rel="noopener">Neuronpedia page</a>'
-            if url
-            else f"<i>{NO_NEURONPEDIA}</i>"
-        )
-        title = f"{html.escape(view.sae)} · feature #{view.feature}"
-        return f'<h3 style="margin: 8px 0 2px">{title}</h3><div>{link}</div>'
-
-    def _summary_html(self, view: ExplorerView, peaks: Float[np.ndarray, " n_texts"]) -> str:
-        column = self.data.saes[view.sae].pooled[:, view.feature].numpy()
-        density = "n/a" if self.summary.density is None else f"{self.summary.density:.2%}"
-        rows = [
-            ("hook", html.escape(self.summary.hook)),
-            ("feature", f"#{view.feature} of {self.summary.d_sae:,}"),
-            ("density (share of tokens active)", density),
-            ("texts where active", f"{int((peaks > 0).sum())} of {len(peaks)}"),
-            ("max activation on a token", format_value(float(peaks.max()))),
-            ("max pooled activation", format_value(float(column.max()))),
-        ]
-        cells = "".join(f"<tr><td style='padding-right: 14px; color: #555'>{k}</td><td>{v}</td></tr>" for k, v in rows)
-        return f"<table style='font-size: 13px'>{cells}</table>"
+            out.outputs = (figure_bundle(self.figures[name]),) if name in self.figures else ()
 
     # -- output -----------------------------------------------------------------------
 
@@ -369,23 +313,8 @@ class FeatureExplorer:
         if figures not in ("plotlyjs", "svg"):
             raise ValueError(f"figures must be 'plotlyjs' or 'svg', got {figures!r}")
         view = self.view
-        figs = [self.figures[name] for name in FIGURES if name in self.figures]
-        if figures == "svg":
-            blocks = [f'<div class="saelab-figure">{svg}</div>' for svg in figures_to_svg(figs)]
-        else:
-            # plotly.js goes inline once, with the first figure; no CDN script tag anywhere.
-            charts = [
-                fig.to_html(full_html=False, include_plotlyjs=i == 0, config={"displaylogo": False})
-                for i, fig in enumerate(figs)
-            ]
-            blocks = [f'<div class="saelab-figure">{chart}</div>' for chart in charts]
-        context = f"ranked by {view.rank_by} · category: {html.escape(view.category)}"
         examples = self.examples.fragment() if self.examples is not None else self.examples_html.value
-        body = (
-            f"<div style='font-family: system-ui, sans-serif; max-width: 1100px; margin: 0 auto'>"
-            f"{self.header.value}<p style='color: #666'>{context}</p>{self.summary_html.value}"
-            f"{''.join(blocks)}{examples}</div>"
-        )
+        body = page_body(view, (self.header.value, self.summary_html.value, examples), self.figures, figures)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, html_document(f"{view.sae} · feature #{view.feature}", body))

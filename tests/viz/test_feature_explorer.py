@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from saelab import viz
-from saelab.viz import feature_explorer
+from saelab.viz import explorer_view
 from tests.viz._helpers import LABELS, TEXTS, data_values, parse
 
 
@@ -25,13 +25,13 @@ def _expected_examples(data, sae: str, feature: int, k: int = 8) -> list[int]:
 def test_feature_explorer_starts_on_the_strongest_feature(data):
     ex = viz.FeatureExplorer(data)
     pooled = data.saes["L2"].pooled
-    assert ex.view == feature_explorer.ExplorerView(
+    assert ex.view == explorer_view.ExplorerView(
         sae="L2", feature=int(pooled.max(0).values.argmax()), category="all texts", rank_by="strongest"
     )
     assert ex.feature_input.max == 31
     assert ex.ranked_select.value == ex.view.feature
     assert [value for _, value in ex.ranked_select.options][:3] == ex.ranked["feature"].tolist()[:3]
-    assert feature_explorer.NO_NEURONPEDIA in ex.header.value
+    assert explorer_view.NO_NEURONPEDIA in ex.header.value
     assert set(ex.figures) == {"histogram", "categories", "logit_lens"}
     assert ex.figure_outputs["categories"].outputs[0]["output_type"] == "display_data"
     assert "application/vnd.jupyter.widget-view+json" in ex._repr_mimebundle_()
@@ -110,7 +110,7 @@ def test_neuronpedia_link_when_the_sae_has_an_id(model, make_sae):
     one_sae = viz.ExplorerData.build(model, {"L2": sae}, TEXTS, LABELS, use_cache=False)
     ex = viz.FeatureExplorer(one_sae).select(feature=7)
     assert f'href="{sae_neuronpedia_url(sae, 7)}"' in ex.header.value
-    assert feature_explorer.NO_NEURONPEDIA not in ex.header.value
+    assert explorer_view.NO_NEURONPEDIA not in ex.header.value
 
 
 def test_to_html_is_self_contained(data, tmp_path):
@@ -119,7 +119,7 @@ def test_to_html_is_self_contained(data, tmp_path):
     assert page.startswith("<!DOCTYPE html>")
     assert not re.search(r"<script[^>]+src=", page)  # plotly.js is inlined, nothing is fetched
     assert page.count("Plotly.newPlot") == 3
-    assert ex.examples.fragment() in page and feature_explorer.NO_NEURONPEDIA in page
+    assert ex.examples.fragment() in page and explorer_view.NO_NEURONPEDIA in page
     with pytest.raises(ValueError, match="figures must be"):
         ex.to_html(tmp_path / "x.html", figures="png")
 

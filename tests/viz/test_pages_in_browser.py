@@ -13,7 +13,7 @@ import pytest
 
 from saelab import viz
 from saelab._util import browser
-from saelab.viz import feature_explorer
+from saelab.viz import explorer_view
 
 pytestmark = pytest.mark.slow
 
@@ -108,7 +108,7 @@ def test_feature_explorer_page_renders_offline(chromium, model, make_sae, tmp_pa
     # plotly.js (inlined) ran and drew the three charts.
     assert dom.count('class="main-svg"') >= 3
     assert f"layer 3 · feature #{explorer.view.feature}" in dom
-    assert feature_explorer.NO_NEURONPEDIA in dom
+    assert explorer_view.NO_NEURONPEDIA in dom
     # The top examples are there token by token, with their hover values.
     values = _token_values(dom)
     label = f"feature {explorer.view.feature}: "

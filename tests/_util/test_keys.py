@@ -50,7 +50,7 @@ def test_model_identity_notices_an_in_place_edit_of_a_deep_weight():
     model = tiny_model()
     key = model_identity(model)
     weight = model.blocks[1].mlp.W_out  # the last block: a hash of the first layers alone would miss it
-    original = float(weight[0, 0])
+    original = weight[0, 0].item()
     with torch.no_grad():
         weight[0, 0] += 1.0
     assert model_identity(model) != key

@@ -12,7 +12,7 @@ TORCH_PIN := torch==2.13.0
 
 help:
 	@echo "make setup      create .venv and install everything (idempotent)"
-	@echo "make lint       ruff and pyright over the library, tests, benches and scripts"
+	@echo "make lint       ruff over the library, tests, benches and scripts; pyright over all but the tests"
 	@echo "make test       run the test suite (sets up first)"
 	@echo "make test-fast  run only the fast tests"
 	@echo "make demo       execute all notebooks headless into outputs/, figures into assets/"

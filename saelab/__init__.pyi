@@ -6,6 +6,7 @@ from . import (
     data as data,
     evals as evals,
     extract as extract,
+    interventions as interventions,
     lessons as lessons,
     models as models,
     profiles as profiles,

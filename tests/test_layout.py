@@ -22,7 +22,7 @@ LAYERS: dict[str, int] = {
     "profiles": 3,
     "extract": 4,
     "lessons": 5, "analysis": 5, "evals": 5,
-    "corpus": 6,
+    "corpus": 6, "interventions": 6,
     "store": 7,
     "train": 8,
     "viz": 9,

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 from jaxtyping import Float
+from sae_lens import SAE
 from safetensors import SafetensorError
 from safetensors.torch import load_file
-from sae_lens import SAE
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
@@ -95,9 +95,8 @@ def feature_stats(
     """The SAE's :class:`FeatureStats` on ``texts`` (default: the labelled dataset), cached."""
     texts = list(load_dataset()["text"]) if texts is None else list(texts)
     folder = Path(root) if root is not None else cache_dir() / "feature_stats"
-    key = stable_hash(
-        {"version": STATS_VERSION, "model": model_identity(model), "sae": sae_identity(sae), "texts": texts_digest(texts)}
-    )
+    ident = {"model": model_identity(model), "sae": sae_identity(sae), "texts": texts_digest(texts)}
+    key = stable_hash({"version": STATS_VERSION, **ident})
     path = folder / f"{sae_hook_name(sae)}-{key}.safetensors"
     if path.is_file() and not refresh:
         try:

@@ -44,3 +44,20 @@ def load_dataset(
             raise ValueError(f"Unknown categories {bad}; valid: {list(CATEGORIES)}")
         frame = pd.concat([frame.loc[frame["category"] == c] for c in categories], ignore_index=True)
     return frame.reset_index(drop=True)
+
+
+STEERING_PROMPTS_FILE = "steering_prompts.txt"
+
+
+def load_steering_prompts(path: str | Path | None = None) -> list[str]:
+    """Neutral prompts for steering experiments (``data/steering_prompts.txt``): one per line,
+    ``#`` lines are comments. None asks for a dataset category, so a category that appears in
+    a steered continuation came from the steering."""
+    path = Path(path) if path is not None else data_dir() / STEERING_PROMPTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"Steering prompts not found at {path}.")
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    prompts = [line for line in lines if line and not line.startswith("#")]
+    if not prompts:
+        raise ValueError(f"{path} holds no prompts")
+    return prompts

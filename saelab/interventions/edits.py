@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from typing import cast
 
 import torch
 from jaxtyping import Float
@@ -75,5 +76,7 @@ def _indexed(features: Sequence[int], values: Sequence[float] | Tensor) -> tuple
 
 def as_mapping(edits: Mapping[int, float] | Iterable[tuple[int, float]]) -> dict[int, float]:
     """``{feature: strength}`` from a mapping or ``(feature, strength)`` pairs."""
-    pairs = list(edits.items()) if isinstance(edits, Mapping) else list(edits)
+    if isinstance(edits, Mapping):
+        return {int(f): float(v) for f, v in cast("Mapping[int, float]", edits).items()}
+    pairs = cast("Iterable[tuple[int, float]]", edits)
     return {int(f): float(v) for f, v in pairs}

@@ -35,9 +35,7 @@ FeatureEdit = Callable[[Float[Tensor, "batch pos d_sae"]], Float[Tensor, "batch 
 its input in place)."""
 
 
-def splice_delta(
-    sae: SAE, x: Float[Tensor, "batch pos d_in"], edit: FeatureEdit
-) -> Float[Tensor, "batch pos d_in"]:
+def splice_delta(sae: SAE, x: Float[Tensor, "batch pos d_in"], edit: FeatureEdit) -> Float[Tensor, "batch pos d_in"]:
     """``decode(edit(f)) - decode(f)`` for ``f = encode(x)``, in x's device and dtype.
 
     The difference of two decodes (not ``(f' - f) @ W_dec``) so any SAE's decoder, with its

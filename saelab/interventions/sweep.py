@@ -1,0 +1,199 @@
+"""How steering a category's features changes generated text, judged on held-out prompts.
+
+AxBench's protocol: the prompts are split in two. On the *select* half every candidate
+feature is steered at every strength, and the (feature, strength) with the largest concept
+score whose perplexity stays within ``max_perplexity_ratio`` of the baseline's is chosen.
+Only that choice and the baseline then run on the *report* half, which the choice never saw,
+and the result is reported there.
+
+Within a (prompt, sample) every row shares its random numbers: strength 0 is the unsteered
+baseline, and a steered row differs from it only through the edit. Concept scores come from a
+:class:`ConceptProbe` on another layer; fluency and relevance from
+:mod:`saelab.interventions.text_scores`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from sae_lens import SAE
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer
+
+from saelab._util.config import JsonConfig
+from saelab.interventions.edits import check_features, check_strengths
+from saelab.interventions.generation import decode_continuation, prompt_ids, rowwise_edit, sample_rows
+from saelab.interventions.probe import ConceptProbe
+from saelab.interventions.splice import spliced
+from saelab.interventions.stats import FeatureStats, feature_stats
+from saelab.interventions.steering import STEER_MODES, SteerMode, raw_strengths
+from saelab.interventions.sweep_stats import BASELINE, Arm, HeldOut, arm_curve, choose_arm, held_out_summary
+from saelab.interventions.text_scores import continuation_scores
+
+MAX_ROWS = 96
+"""Rows sampled in one batch: bounds the KV cache and the logits."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepConfig(JsonConfig):
+    strengths: tuple[float, ...] = (2.0, 4.0, 8.0)
+    """Multiples of each feature's typical max activation (the baseline, 0, is always run)."""
+    mode: SteerMode = "add"
+    select_samples: int = 1
+    """Continuations per prompt and arm on the selection half."""
+    report_samples: int = 2
+    """Continuations per prompt on the report half (baseline and the chosen arm only)."""
+    max_new_tokens: int = 24
+    temperature: float = 0.7
+    max_perplexity_ratio: float = 2.0
+    """An arm qualifies when its perplexity stays within this multiple of the baseline's."""
+    n_bootstrap: int = 2000
+    confidence: float = 0.95
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.strengths or any(s == 0 for s in check_strengths(self.strengths)):
+            raise ValueError(f"strengths must be non-empty, finite and non-zero, got {self.strengths}")
+        if self.mode not in STEER_MODES:
+            raise ValueError(f"mode must be one of {list(STEER_MODES)}, got {self.mode!r}")
+        if min(self.select_samples, self.report_samples, self.max_new_tokens) < 1:
+            raise ValueError("select_samples, report_samples and max_new_tokens must be at least 1")
+        if not self.max_perplexity_ratio > 1:
+            raise ValueError(f"max_perplexity_ratio must exceed 1, got {self.max_perplexity_ratio}")
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    concept: str
+    features: list[int]
+    """The candidate features that were swept."""
+    mode: str
+    scores: pd.DataFrame
+    """One row per continuation: prompt, split, sample, feature, strength, text, concept, perplexity, relevance."""
+    curve: pd.DataFrame
+    """Selection half, per (feature, strength): concept (mean, CI), perplexity (geometric mean),
+    relevance, ``chosen``; the baseline is feature -1, strength 0."""
+    held_out: HeldOut
+    config: SweepConfig = field(repr=False)
+
+    @property
+    def feature(self) -> int:
+        return self.held_out.feature
+
+    def by_strength(self, feature: int | None = None) -> pd.DataFrame:
+        """One feature's curve (default: the chosen one) with the baseline as strength 0."""
+        feature = self.feature if feature is None else feature
+        rows = self.curve.loc[self.curve["feature"].isin([BASELINE[0], feature]).to_numpy()]
+        return pd.DataFrame(rows).sort_values(by="strength").reset_index(drop=True)
+
+    def summary(self) -> dict[str, object]:
+        """One row of a table over categories (:func:`steering_table`)."""
+        return {"category": self.concept, **self.held_out.as_row()}
+
+
+def steering_table(results: Sequence[SweepResult]) -> pd.DataFrame:
+    """One row per category: held-out concept gain with its CI, perplexity ratio, pass."""
+    return pd.DataFrame([r.summary() for r in results])
+
+
+def split_prompts(n: int, seed: int) -> np.ndarray:
+    """``"select"`` or ``"report"`` per prompt: a seeded half/half split."""
+    if n < 2:
+        raise ValueError(f"the sweep needs at least 2 prompts (half choose, half report), got {n}")
+    order = np.random.default_rng(seed).permutation(n)
+    split = np.array(["report"] * n, dtype=object)
+    split[order[: n // 2]] = "select"
+    return split
+
+
+def steering_sweep(
+    model: HookedTransformer,
+    sae: SAE,
+    features: Sequence[int],
+    prompts: Sequence[str],
+    *,
+    probe: ConceptProbe,
+    concept: str,
+    config: SweepConfig | None = None,
+    stats: FeatureStats | None = None,
+    progress: bool = True,
+) -> SweepResult:
+    """Choose a (feature, strength) for ``concept`` on half the prompts; report it on the other half."""
+    config = config or SweepConfig()
+    features = list(dict.fromkeys(check_features(features, sae.cfg.d_sae)))
+    if concept not in probe.categories:
+        raise ValueError(f"concept {concept!r} is not one the probe knows: {probe.categories}")
+    stats = stats if stats is not None else feature_stats(model, sae)
+    raw_strengths({f: 1.0 for f in features}, sae, stats=stats)  # dead features fail here
+    ids = [prompt_ids(model, p) for p in prompts]
+    split = split_prompts(len(prompts), config.seed)
+    run = _ArmRunner(model, sae, ids, probe, concept, stats, config, progress)
+    arms = [BASELINE, *((f, float(s)) for f in features for s in config.strengths)]
+    select = run(np.flatnonzero(split == "select"), arms, config.select_samples, "select")
+    curve = arm_curve(select, config)
+    chosen, qualified = choose_arm(curve, config.max_perplexity_ratio)
+    report = run(np.flatnonzero(split == "report"), [BASELINE, chosen], config.report_samples, "report")
+    held = held_out_summary(report, chosen, qualified, config)
+    curve["chosen"] = (curve["feature"] == chosen[0]) & (curve["strength"] == chosen[1])
+    scores = pd.concat([select, report], ignore_index=True)
+    scores.insert(1, "prompt", [prompts[i] for i in scores["prompt_index"]])
+    return SweepResult(concept, features, config.mode, scores, curve, held, config)
+
+
+@dataclass
+class _ArmRunner:
+    """Samples and scores continuations for (prompt, sample, arm) rows."""
+
+    model: HookedTransformer
+    sae: SAE
+    ids: list[list[int]]
+    probe: ConceptProbe
+    concept: str
+    stats: FeatureStats
+    config: SweepConfig
+    progress: bool
+
+    def __call__(self, prompts: np.ndarray, arms: list[Arm], samples: int, split: str) -> pd.DataFrame:
+        plan = [(int(p), k, arm) for p in prompts for k in range(samples) for arm in arms]
+        texts, cont = self._sample(plan, [f for f, _ in arms if f != BASELINE[0]])
+        frame = pd.DataFrame({
+            "prompt_index": [p for p, _, _ in plan], "split": split, "sample": [k for _, k, _ in plan],
+            "feature": [a[0] for _, _, a in plan], "strength": [a[1] for _, _, a in plan], "text": texts,
+        })  # fmt: skip
+        return self._score(frame, [self.ids[p] for p, _, _ in plan], cont)
+
+    def _sample(self, plan: list[tuple[int, int, Arm]], features: list[int]) -> tuple[list[str], list[list[int]]]:
+        cfg, texts, cont = self.config, [], []
+        columns = {f: j for j, f in enumerate(features)}
+        for lo in tqdm(range(0, len(plan), MAX_ROWS), desc=f"steering {self.concept}", disable=not self.progress,
+                       leave=False):  # fmt: skip
+            chunk = plan[lo : lo + MAX_ROWS]
+            values = torch.full((len(chunk), max(1, len(features))), float("nan"))
+            for r, (_, _, (f, s)) in enumerate(chunk):
+                if f != BASELINE[0]:
+                    values[r, columns[f]] = raw_strengths({f: s}, self.sae, stats=self.stats)[f]
+            with spliced(self.model, self.sae, rowwise_edit(features or [0], values, cfg.mode)) as installed:
+                out = sample_rows(
+                    self.model, [self.ids[p] for p, _, _ in chunk], groups=[p * 1000 + k for p, k, _ in chunk],
+                    splice=installed, edited_rows=torch.tensor([a != BASELINE for _, _, a in chunk]),
+                    max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, seed=cfg.seed,
+                )  # fmt: skip
+            for row in out.tolist():
+                kept, text = decode_continuation(self.model, row)
+                # Scored through the first EOS: stopping is part of what the model chose to write.
+                cont.append(row[: len(kept) + 1] if len(kept) < len(row) else kept)
+                texts.append(text)
+        return texts, cont
+
+    def _score(self, frame: pd.DataFrame, prompt_rows: list[list[int]], cont: list[list[int]]) -> pd.DataFrame:
+        fluency = continuation_scores(self.model, prompt_rows, cont)
+        has_text = (frame["text"].str.strip().str.len() > 0).to_numpy()
+        concept = np.full(len(frame), np.nan)
+        if has_text.any():
+            texts = frame.loc[has_text, "text"].tolist()
+            concept[has_text] = self.probe.score(self.model, texts, self.concept).numpy()
+        return frame.assign(perplexity=fluency.perplexity.numpy(), relevance=fluency.relevance.numpy(), concept=concept)

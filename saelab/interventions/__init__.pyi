@@ -1,8 +1,34 @@
 # Public names of this package, imported on first use (lazy_loader reads this stub);
 # `name as name` marks each as re-exported for type checkers. Modules and functions never
 # share a name (a submodule, once imported, would shadow the function of the same name).
-from . import edits as edits, splice as splice, stats as stats, steering as steering
+from . import (
+    ablation as ablation,
+    edits as edits,
+    effects as effects,
+    generation as generation,
+    logits as logits,
+    probe as probe,
+    splice as splice,
+    stats as stats,
+    steerer as steerer,
+    steering as steering,
+    sweep as sweep,
+    text_scores as text_scores,
+)
+from .ablation import Ablation as Ablation, AblationMode as AblationMode, ablate as ablate
 from .edits import add_to_features as add_to_features, check_features as check_features, set_features as set_features
+from .effects import FeatureEffects as FeatureEffects, feature_effects as feature_effects
+from .generation import Generation as Generation, generate as generate
+from .logits import LogitEffect as LogitEffect, logit_effect as logit_effect
+from .probe import ConceptProbe as ConceptProbe
 from .splice import FeatureEdit as FeatureEdit, Splice as Splice, splice_delta as splice_delta, spliced as spliced
 from .stats import FeatureStats as FeatureStats, feature_stats as feature_stats
+from .steerer import Steerer as Steerer, SteeringOutcome as SteeringOutcome
 from .steering import SteerMode as SteerMode, raw_strengths as raw_strengths, steer as steer
+from .sweep import (
+    SweepConfig as SweepConfig,
+    SweepResult as SweepResult,
+    steering_sweep as steering_sweep,
+    steering_table as steering_table,
+)
+from .text_scores import ContinuationScores as ContinuationScores, continuation_scores as continuation_scores

@@ -30,6 +30,9 @@ from transformer_lens import HookedTransformer
 from saelab.extract.hooks import encode_activations
 from saelab.saes import check_compatible, sae_hook_name
 
+STATEFUL_NORMS = ("layer_norm", "constant_norm_rescale")
+"""SAELens input normalisations that store a per-token norm in encode and delete it in decode."""
+
 FeatureEdit = Callable[[Float[Tensor, "batch pos d_sae"]], Float[Tensor, "batch pos d_sae"]]
 """Maps the SAE's features at the hook to the edited features (same shape; must not modify
 its input in place)."""
@@ -45,7 +48,10 @@ def splice_delta(sae: SAE, x: Float[Tensor, "batch pos d_in"], edit: FeatureEdit
     edited = edit(feats)
     if edited.shape != feats.shape:
         raise ValueError(f"an edit must keep the features' shape {tuple(feats.shape)}, got {tuple(edited.shape)}")
-    delta = sae.decode(edited) - sae.decode(feats)
+    recon_edited = sae.decode(edited)
+    if getattr(sae.cfg, "normalize_activations", None) in STATEFUL_NORMS:
+        encode_activations(sae, x)  # these SAEs keep each token's norm from encode to one decode
+    delta = recon_edited - sae.decode(feats)
     return delta.to(device=x.device, dtype=x.dtype)
 
 

@@ -97,7 +97,7 @@ class Steerer:
         texts, labels = list(texts), list(labels)
         hook = sae_hook_name(sae)
         pooled = cached_per_token(model, {hook: sae}, texts)[hook].pool("mean")
-        ranked = specialists(pooled, labels, top=top, n_permutations=0, n_bootstrap=0)
+        ranked = specialists(pooled, labels, top=top, n_bootstrap=0)
         features = pd.DataFrame({
             "feature": ranked["feature"].astype(int), "category": ranked["category"],
             "label": [f"#{f} · {c} specialist {r} · AUROC {a:.2f}"

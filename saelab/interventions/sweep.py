@@ -192,7 +192,8 @@ class _ArmRunner:
     def _score(self, frame: pd.DataFrame, prompt_rows: list[list[int]], cont: list[list[int]]) -> pd.DataFrame:
         fluency = continuation_scores(self.model, prompt_rows, cont)
         has_text = (frame["text"].str.strip().str.len() > 0).to_numpy()
-        concept = np.full(len(frame), np.nan)
+        # A continuation with no visible text (all newlines, or EOS at once) shows no concept.
+        concept = np.zeros(len(frame))
         if has_text.any():
             texts = frame.loc[has_text, "text"].tolist()
             concept[has_text] = self.probe.score(self.model, texts, self.concept).numpy()

@@ -1,0 +1,68 @@
+"""Steering every category of the labelled dataset with its own specialists, in one call.
+
+For each category the ``top`` specialists of the SAE (ranked by AUROC on the pooled
+features of the labelled texts) are the candidates of one :func:`steering_sweep`; the result
+is one held-out row per category, failures included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+from sae_lens import SAE
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer
+
+from saelab.analysis.specialists import specialists
+from saelab.extract.cache import cached_per_token
+from saelab.interventions.probe import ConceptProbe
+from saelab.interventions.stats import feature_stats
+from saelab.interventions.sweep import SweepConfig, SweepResult, steering_sweep, steering_table
+from saelab.saes import sae_hook_name
+
+
+@dataclass(frozen=True)
+class CategorySteering:
+    table: pd.DataFrame
+    """One row per category: chosen feature and strength, held-out concept gain with CI,
+    perplexity ratio, relevance, ``passed``."""
+    results: dict[str, SweepResult]
+    candidates: pd.DataFrame
+    """The specialists each category's sweep chose from (category, feature, rank, auroc)."""
+
+    @property
+    def n_passed(self) -> int:
+        return int(self.table["passed"].sum())
+
+
+def steer_categories(
+    model: HookedTransformer,
+    sae: SAE,
+    probe: ConceptProbe,
+    texts: Sequence[str],
+    labels: Sequence[str],
+    prompts: Sequence[str],
+    *,
+    top: int = 3,
+    categories: Sequence[str] | None = None,
+    config: SweepConfig | None = None,
+    progress: bool = True,
+) -> CategorySteering:
+    """One :func:`steering_sweep` per category over its ``top`` specialists at ``sae``'s hook."""
+    hook = sae_hook_name(sae)
+    pooled = cached_per_token(model, {hook: sae}, texts)[hook].pool("mean")
+    ranked = specialists(pooled, labels, top=top, n_bootstrap=0, categories=categories)
+    unknown = sorted(set(ranked["category"]) - set(probe.categories))
+    if unknown:
+        raise ValueError(f"the probe does not know the categories {unknown}; it knows {probe.categories}")
+    stats = feature_stats(model, sae, texts)
+    results: dict[str, SweepResult] = {}
+    chosen = list(dict.fromkeys(ranked["category"]))
+    for category in tqdm(chosen, desc=f"steering @ {hook}", disable=not progress):
+        features = ranked.loc[ranked["category"] == category, "feature"].astype(int).tolist()
+        results[category] = steering_sweep(model, sae, features, prompts, probe=probe, concept=category,
+                                           config=config, stats=stats, progress=False)  # fmt: skip
+    candidates = pd.DataFrame(ranked.loc[:, ["category", "feature", "rank", "auroc"]]).reset_index(drop=True)
+    return CategorySteering(steering_table(list(results.values())), results, candidates)

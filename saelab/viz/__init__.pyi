@@ -1,6 +1,7 @@
 # Public names of this package, imported on first use (lazy_loader reads this stub);
 # `name as name` marks each as re-exported for type checkers.
 from . import (
+    ablation as ablation,
     charts as charts,
     explorer_data as explorer_data,
     explorer_view as explorer_view,
@@ -13,6 +14,10 @@ from . import (
     style as style,
     text_explorer as text_explorer,
     training as training,
+)
+from .ablation import (
+    estimate_vs_ablation_figure as estimate_vs_ablation_figure,
+    logit_effect_figure as logit_effect_figure,
 )
 from .charts import grouped_bar as grouped_bar
 from .explorer_data import ExplorerData as ExplorerData, SAEActivations as SAEActivations

@@ -26,8 +26,6 @@ def estimate_vs_ablation_figure(
     """
     check_frame(frame, ["ablation", *methods], "frame")
     check_numeric(frame, ["ablation", *methods], "frame")
-    if frame.empty:
-        raise ValueError("frame has no nodes to plot")
     fig = go.Figure()
     y = frame["ablation"].to_numpy(float)
     for method in methods:

@@ -22,7 +22,7 @@ def test_estimate_vs_ablation_reports_each_methods_correlation():
     np.testing.assert_allclose(fig.data[0].y, truth)
     with pytest.raises(ValueError, match="ablation"):
         viz.estimate_vs_ablation_figure(frame.drop(columns="ablation"))
-    with pytest.raises(ValueError, match="no nodes"):
+    with pytest.raises(ValueError, match="empty"):
         viz.estimate_vs_ablation_figure(frame.iloc[:0])
 
 

@@ -81,6 +81,7 @@ class Steerer:
         model: HookedTransformer,
         sae: SAE,
         *,
+        probe: ConceptProbe | None = None,
         probe_sae: SAE | None = None,
         texts: Sequence[str] | None = None,
         labels: Sequence[str] | None = None,
@@ -89,8 +90,8 @@ class Steerer:
         temperature: float = 0.7,
     ) -> Steerer:
         """Rank each category's ``top`` specialists on ``texts`` (default: the labelled dataset)
-        and train the concept probe on ``probe_sae`` (default: the deepest other SAE of the
-        profile this SAE belongs to; no probe when there is none)."""
+        and take ``probe``, or train the concept probe on ``probe_sae`` (default: the deepest
+        other SAE of the profile this SAE belongs to; no probe when there is none)."""
         if texts is None or labels is None:
             data = load_dataset()
             texts, labels = list(data["text"]), list(data["category"])
@@ -104,8 +105,9 @@ class Steerer:
                       for f, c, r, a in zip(ranked["feature"], ranked["category"], ranked["rank"], ranked["auroc"],
                                             strict=True)],
         })  # fmt: skip
-        probe_sae = probe_sae if probe_sae is not None else _other_profile_sae(model, hook)
-        probe = ConceptProbe.train(model, probe_sae, texts, labels) if probe_sae is not None else None
+        if probe is None:
+            probe_sae = probe_sae if probe_sae is not None else _other_profile_sae(model, hook)
+            probe = ConceptProbe.train(model, probe_sae, texts, labels) if probe_sae is not None else None
         return cls(model, sae, feature_stats(model, sae), features, probe, max_new_tokens, temperature)
 
     def run(

@@ -3,10 +3,15 @@
 # share a name (a submodule, once imported, would shadow the function of the same name).
 from . import (
     ablation as ablation,
+    attribution as attribution,
+    category_steering as category_steering,
+    circuits as circuits,
     edits as edits,
     effects as effects,
+    embedding_attribution as embedding_attribution,
     generation as generation,
     logits as logits,
+    metrics as metrics,
     probe as probe,
     splice as splice,
     stats as stats,
@@ -16,10 +21,27 @@ from . import (
     text_scores as text_scores,
 )
 from .ablation import Ablation as Ablation, AblationMode as AblationMode, ablate as ablate
+from .attribution import (
+    Attribution as Attribution,
+    Method as Method,
+    ablation_effects as ablation_effects,
+    attribute as attribute,
+)
+from .category_steering import CategorySteering as CategorySteering, steer_categories as steer_categories
+from .circuits import FeatureCircuit as FeatureCircuit, feature_circuit as feature_circuit
 from .edits import add_to_features as add_to_features, check_features as check_features, set_features as set_features
 from .effects import FeatureEffects as FeatureEffects, feature_effects as feature_effects
+from .embedding_attribution import TokenAttribution as TokenAttribution, token_attribution as token_attribution
 from .generation import Generation as Generation, generate as generate
 from .logits import LogitEffect as LogitEffect, logit_effect as logit_effect
+from .metrics import (
+    Metric as Metric,
+    check_scalar as check_scalar,
+    logit_diff as logit_diff,
+    next_token_logprob as next_token_logprob,
+    next_token_loss as next_token_loss,
+    token_logprob as token_logprob,
+)
 from .probe import ConceptProbe as ConceptProbe
 from .splice import FeatureEdit as FeatureEdit, Splice as Splice, splice_delta as splice_delta, spliced as spliced
 from .stats import FeatureStats as FeatureStats, feature_stats as feature_stats

@@ -2,6 +2,7 @@
 # `name as name` marks each as re-exported for type checkers.
 from . import (
     ablation as ablation,
+    attribution as attribution,
     charts as charts,
     explorer_data as explorer_data,
     explorer_view as explorer_view,
@@ -18,6 +19,11 @@ from . import (
 from .ablation import (
     estimate_vs_ablation_figure as estimate_vs_ablation_figure,
     logit_effect_figure as logit_effect_figure,
+)
+from .attribution import (
+    attribution_bars as attribution_bars,
+    circuit_figure as circuit_figure,
+    token_attribution_figure as token_attribution_figure,
 )
 from .charts import grouped_bar as grouped_bar
 from .explorer_data import ExplorerData as ExplorerData, SAEActivations as SAEActivations

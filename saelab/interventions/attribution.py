@@ -1,0 +1,305 @@
+"""Attribution: which SAE features (and error nodes) move a metric, from gradients.
+
+A node's attribution is a linear estimate of its effect, ``metric(clean) - metric(node
+zero-ablated)``: positive means the node raises the metric. Ablating feature ``i`` at position
+``p`` goes through the error-preserving splice, ``x'[p] = x[p] + decode(f with f[p, i] = 0) -
+decode(f)``; :func:`ablation_effects` computes that true effect, for checking.
+
+``grad_x_act``: ``f * d metric / d f`` for every feature, and ``e . d metric / d e`` for each
+hook's error node ``e = x - decode(f)``, from one forward and one backward pass for all hooks
+together (see :mod:`saelab.interventions._gradients` for the splice that makes the gradients
+of an earlier hook total derivatives through the real model).
+
+``integrated_gradients`` (the variant of Marks et al. 2024, "Sparse Feature Circuits"): for
+each hook on its own, the hook's features *and* error scale together from 0 to their clean
+values, ``x = decode(alpha f) + alpha e``, the other hooks stay clean, and a node's attribution
+is its value times its gradient averaged over ``alpha = (k + 0.5) / steps`` (the midpoint
+rule). Per hook the attributions of all features and the error add up to ``metric(clean) -
+metric(x = decode(0))`` (completeness), up to the midpoint rule's error. Cost: ``steps``
+forward and backward passes per hook, batched ``steps`` rows at a time within
+``batch_tokens`` and resumed from the hook's layer at residual-stream hooks.
+
+Which to use. Against true single-feature ablations (``bench/attribution.py``: SmolLM2 with
+the bundled blocks.20 SAE, 24 prompts, top 50 nodes each) grad x act tracks the effects better:
+pooled Pearson 0.93 (logit difference) and 0.87 (log-probability), against 0.63 and 0.57 for
+integrated gradients. A single ablation is a small move, where the model is nearly linear;
+IG averages gradients along a path on which every feature of the hook shrinks at once, and
+it is worst where that path removes the massive first token after BOS. IG's numbers do not
+change from 10 to 40 steps. IG answers another question well: how a hook's total effect
+splits among its nodes (completeness).
+
+Position 0 (BOS) is never attributed. Metrics must be sums of per-row terms (those of
+:mod:`saelab.interventions.metrics` are), so rows of a batch are attributed independently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from jaxtyping import Float, Int
+from sae_lens import SAE
+from torch import Tensor
+from transformer_lens import HookedTransformer
+
+from saelab._util.hook_names import resume_layer_for_hook
+from saelab.extract.hooks import encode_activations
+from saelab.extract.tokens import token_strings
+from saelab.interventions import _gradients as G
+from saelab.interventions.edits import check_features
+from saelab.interventions.metrics import Metric, evaluate, per_row
+from saelab.interventions.splice import splice_delta
+from saelab.saes import sae_hook_name
+
+Method = Literal["grad_x_act", "integrated_gradients"]
+METHODS: tuple[str, ...] = ("grad_x_act", "integrated_gradients")
+FRAME_COLUMNS = ["row", "hook", "position", "token", "node", "feature", "activation", "attribution"]
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """The nodes of one or several SAEs and their attributions to a metric."""
+
+    frame: pd.DataFrame
+    """One row per active feature (``node="feature"``) and one error node (``node="error"``,
+    ``feature=-1``) per batch row, hook and position; BOS never appears. Columns: ``row``
+    (batch row), ``hook``, ``position``, ``token`` (its text), ``node``, ``feature``,
+    ``activation`` (the feature's value; the error vector's norm for an error node) and
+    ``attribution`` (estimated ``metric(clean) - metric(node removed)``)."""
+    metric: float
+    """The metric on the clean forward pass."""
+    method: str
+    steps: int
+    """Integration steps (1 for ``grad_x_act``)."""
+    hooks: tuple[str, ...]
+    """The SAEs' hooks, in forward order."""
+
+    def features(self) -> pd.DataFrame:
+        """The feature rows only."""
+        return self.frame.loc[self.frame["node"] == "feature"]
+
+    def errors(self) -> pd.DataFrame:
+        """The error-node rows only."""
+        return self.frame.loc[self.frame["node"] == "error"]
+
+    def top(self, k: int = 20, *, hook: str | None = None, row: int | None = None) -> pd.DataFrame:
+        """The ``k`` feature nodes with the largest ``|attribution|`` (optionally of one hook or row)."""
+        frame = self.features()
+        if hook is not None:
+            if hook not in self.hooks:
+                raise ValueError(f"hook {hook!r} is not one of this attribution's hooks {list(self.hooks)}")
+            frame = frame.loc[frame["hook"] == hook]
+        if row is not None:
+            frame = frame.loc[frame["row"] == row]
+        return top_by_abs(frame, "attribution", k).reset_index(drop=True)
+
+
+def top_by_abs(frame: pd.DataFrame, column: str, k: int) -> pd.DataFrame:
+    """The ``k`` rows with the largest ``|frame[column]|``, largest first (ties in frame order)."""
+    order = np.argsort(-np.abs(frame.loc[:, column].to_numpy(dtype=float)), kind="stable")
+    return frame.iloc[order[:k]]
+
+
+@dataclass
+class NodeGrads:
+    """Clean node values at one hook and the metric's gradient with respect to them."""
+
+    feats: Float[Tensor, "batch pos d_sae"]
+    feat_grads: Float[Tensor, "batch pos d_sae"]
+    error: Float[Tensor, "batch pos d_in"]
+    error_grads: Float[Tensor, "batch pos d_in"]
+
+
+def attribute(
+    model: HookedTransformer,
+    saes: SAE | Mapping[str, SAE] | Sequence[SAE],
+    tokens: Int[Tensor, "batch pos"] | str,
+    metric: Metric,
+    *,
+    method: Method = "grad_x_act",
+    steps: int = 10,
+    batch_tokens: int = 2048,
+) -> Attribution:
+    """Attribution of ``metric`` to every active feature and error node of ``saes`` on ``tokens``.
+
+    ``tokens`` is ``[batch, pos]`` ids (unpadded, BOS at position 0) or a text. ``steps`` is
+    used by integrated gradients only; ``batch_tokens`` bounds the tokens in one of its passes.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    by_hook = G.sae_dict(model, saes)
+    tokens = G.as_tokens(model, tokens)
+    if method == "grad_x_act":
+        value, grads = grad_x_act_nodes(model, by_hook, tokens, metric)
+    else:
+        value, grads = integrated_gradient_nodes(model, by_hook, tokens, metric, steps, batch_tokens)
+    frame = nodes_frame(model, tokens, grads)
+    used_steps = 1 if method == "grad_x_act" else steps
+    return Attribution(frame=frame, metric=value, method=method, steps=used_steps, hooks=tuple(by_hook))
+
+
+def grad_x_act_nodes(
+    model: HookedTransformer, saes: dict[str, SAE], tokens: Tensor, metric: Metric
+) -> tuple[float, dict[str, NodeGrads]]:
+    """The metric and its gradients at every hook's nodes, from one forward and one backward pass."""
+    hooks = list(saes)
+    first = hooks[0]
+    start = G.clean_activations(model, [first], tokens)[first] if resume_layer_for_hook(first) is not None else None
+    store: dict[str, G.Leaves] = {}
+    with torch.enable_grad():
+        fwd = [(hook, G.leaf_hook(saes[hook], store, hook)) for hook in hooks]
+        logits = G.forward_from(model, first, tokens, start, fwd)
+        value = evaluate(metric, logits, tokens)
+        grads = G.gradients(value, [store[hook] for hook in hooks])
+    out = {
+        hook: NodeGrads(store[hook].feats.detach(), g_f, store[hook].error.detach(), g_e)
+        for hook, (g_f, g_e) in zip(hooks, grads, strict=True)
+    }
+    return float(value.detach()), out
+
+
+def integrated_gradient_nodes(
+    model: HookedTransformer, saes: dict[str, SAE], tokens: Tensor, metric: Metric, steps: int, batch_tokens: int
+) -> tuple[float, dict[str, NodeGrads]]:
+    """The clean metric, and per hook the node gradients averaged over the midpoint alphas."""
+    hooks = list(saes)
+    clean = G.clean_activations(model, hooks, tokens)
+    with torch.no_grad():
+        value = float(evaluate(metric, G.forward_from(model, hooks[0], tokens, clean[hooks[0]]), tokens))
+    n_rows = tokens.shape[0]
+    alphas = (torch.arange(steps, dtype=torch.float32) + 0.5) / steps
+    row_alpha = alphas.repeat_interleave(n_rows)  # alpha-major: rows [a0 r0, a0 r1, ..., a1 r0, ...]
+    row_source = torch.arange(n_rows).repeat(steps)
+    chunk = max(1, batch_tokens // tokens.shape[1])
+    out = {}
+    for hook, sae in saes.items():
+        x = clean[hook]
+        feats = encode_activations(sae, x).detach()
+        error = (x - sae.decode(feats).to(device=x.device, dtype=x.dtype)).detach()
+        sum_f, sum_e = torch.zeros_like(feats), torch.zeros_like(error)
+        for begin in range(0, len(row_alpha), chunk):
+            src = row_source[begin : begin + chunk]
+            store: dict[str, G.Leaves] = {}
+            with torch.enable_grad():
+                hook_fn = G.scaled_leaf_hook(sae, row_alpha[begin : begin + chunk], store, hook)
+                logits = G.forward_from(model, hook, tokens[src], x[src.to(x.device)], [(hook, hook_fn)])
+                ((g_f, g_e),) = G.gradients(evaluate(metric, logits, tokens[src]), [store[hook]])
+            sum_f.index_add_(0, src.to(sum_f.device), g_f)
+            sum_e.index_add_(0, src.to(sum_e.device), g_e)
+        out[hook] = NodeGrads(feats, sum_f / steps, error, sum_e / steps)
+    return value, out
+
+
+def nodes_frame(model: HookedTransformer, tokens: Tensor, grads: dict[str, NodeGrads]) -> pd.DataFrame:
+    """The tidy frame of :class:`Attribution` from per-hook node values and gradients."""
+    strings = [token_strings(model, row) for row in tokens.tolist()]
+    parts = []
+    for hook, g in grads.items():
+        feats = g.feats.detach()
+        active = feats > 0
+        active[:, 0] = False  # BOS is never attributed
+        r, p, i = active.nonzero(as_tuple=True)
+        attr = (feats * g.feat_grads)[r, p, i]
+        parts.append(_rows(hook, r, p, "feature", i, feats[r, p, i], attr, strings))
+        positions = torch.arange(1, tokens.shape[1], device=g.error.device)
+        r_e = torch.arange(tokens.shape[0], device=g.error.device).repeat_interleave(len(positions))
+        p_e = positions.repeat(tokens.shape[0])
+        norm = g.error.norm(dim=-1)[r_e, p_e]
+        attr_e = (g.error * g.error_grads).sum(dim=-1)[r_e, p_e]
+        parts.append(_rows(hook, r_e, p_e, "error", torch.full_like(p_e, -1), norm, attr_e, strings))
+    return pd.concat(parts, ignore_index=True).loc[:, FRAME_COLUMNS]
+
+
+def _rows(
+    hook: str, r: Tensor, p: Tensor, node: str, feature: Tensor, activation: Tensor, attribution: Tensor, strings: list
+) -> pd.DataFrame:
+    rows, positions = r.cpu().numpy(), p.cpu().numpy()
+    return pd.DataFrame(
+        {
+            "row": rows,
+            "hook": hook,
+            "position": positions,
+            "token": [strings[a][b] for a, b in zip(rows, positions, strict=True)],
+            "node": node,
+            "feature": feature.cpu().numpy(),
+            "activation": activation.detach().float().cpu().numpy(),
+            "attribution": attribution.detach().float().cpu().numpy(),
+        }
+    )
+
+
+def ablation_effects(
+    model: HookedTransformer,
+    sae: SAE,
+    tokens: Int[Tensor, "1 pos"] | str,
+    metric: Metric,
+    nodes: pd.DataFrame | Sequence[tuple[int, int]],
+    *,
+    batch_size: int = 16,
+) -> np.ndarray:
+    """True effects ``metric(clean) - metric(node zero-ablated)`` of single nodes, one per row of ``nodes``.
+
+    ``nodes`` are ``(position, feature)`` pairs (or a frame with those columns); feature -1 is
+    the error node at that position. A feature is zeroed through the error-preserving splice
+    at its position only; the error node is removed (``x[p] = decode(f[p])``). One row per
+    node, ``batch_size`` rows per pass, resumed from the hook's layer where possible.
+    """
+    hook = sae_hook_name(sae)
+    by_hook = G.sae_dict(model, sae)
+    tokens = G.as_tokens(model, tokens)
+    if tokens.shape[0] != 1:
+        raise ValueError(f"ablation_effects takes one prompt (one row of tokens), got {tokens.shape[0]} rows")
+    pairs = nodes[["position", "feature"]].to_numpy() if isinstance(nodes, pd.DataFrame) else list(nodes)
+    positions = [int(p) % tokens.shape[1] for p, _ in pairs]
+    if any(p == 0 for p in positions):
+        raise ValueError("position 0 is BOS, which is never ablated")
+    features = [int(f) for _, f in pairs]
+    check_features([f for f in features if f != -1] or [0], by_hook[hook].cfg.d_sae)
+    x = G.clean_activations(model, [hook], tokens)[hook]
+    deltas = _ablation_deltas(sae, x[0], positions, features)
+    with torch.no_grad():
+        clean = evaluate(metric, G.forward_from(model, hook, tokens, x), tokens)
+        effects = []
+        for begin in range(0, len(pairs), batch_size):
+            delta = deltas[begin : begin + batch_size]
+            n = delta.shape[0]
+            logits = G.forward_from(model, hook, tokens.expand(n, -1), x.expand(n, -1, -1), [(hook, _adder(delta))])
+            effects.append(clean - per_row(metric, logits, tokens))
+    return torch.cat(effects).cpu().numpy() if effects else np.zeros(0)
+
+
+def _adder(delta: Tensor) -> G.HookFn:
+    def hook_fn(act: Tensor, hook: object = None) -> Tensor:  # noqa: ARG001
+        return act + delta
+
+    return hook_fn
+
+
+def _ablation_deltas(
+    sae: SAE, x: Float[Tensor, "pos d_in"], positions: list[int], features: list[int]
+) -> Float[Tensor, "nodes pos d_in"]:
+    """Per node, the change to the activation that removes it (zero except at its position)."""
+    n = len(positions)
+    pos = torch.tensor(positions, device=x.device)
+    feature = torch.tensor(features)
+    rows = torch.arange(n)
+
+    def zero_each(feats: Tensor) -> Tensor:  # feats [nodes, 1, d_sae]: node n zeroes its own feature
+        out = feats.clone()
+        keep = feature >= 0
+        out[rows[keep], 0, feature[keep].to(feats.device)] = 0
+        return out
+
+    with torch.no_grad():
+        delta = splice_delta(sae, x[pos][:, None], zero_each)[:, 0]
+        err = x[pos] - sae.decode(encode_activations(sae, x[pos])).to(device=x.device, dtype=x.dtype)
+        delta = torch.where((feature < 0).to(x.device)[:, None], -err, delta)
+    out = torch.zeros(n, *x.shape, device=x.device, dtype=x.dtype)
+    out[torch.arange(n, device=x.device), pos] = delta
+    return out

@@ -4,6 +4,7 @@
 from . import (
     ablation as ablation,
     attribution as attribution,
+    attribution_check as attribution_check,
     category_steering as category_steering,
     circuits as circuits,
     edits as edits,
@@ -26,6 +27,11 @@ from .attribution import (
     Method as Method,
     ablation_effects as ablation_effects,
     attribute as attribute,
+)
+from .attribution_check import (
+    attribution_accuracy as attribution_accuracy,
+    attribution_vs_ablation as attribution_vs_ablation,
+    prompts_with_next_token as prompts_with_next_token,
 )
 from .category_steering import CategorySteering as CategorySteering, steer_categories as steer_categories
 from .circuits import FeatureCircuit as FeatureCircuit, feature_circuit as feature_circuit

@@ -62,7 +62,7 @@ def main() -> None:
         "strength",
         "concept_baseline",
         "concept_steered",
-        "gain",
+        "concept_gain",
         "gain_lo",
         "gain_hi",
         "perplexity_ratio",

@@ -92,7 +92,8 @@ class SweepResult:
 
     def summary(self) -> dict[str, object]:
         """One row of a table over categories (:func:`steering_table`)."""
-        return {"category": self.concept, **self.held_out.as_row()}
+        row = self.held_out.as_row()
+        return {"category": self.concept, "concept_gain": row.pop("gain"), **row}
 
 
 def steering_table(results: Sequence[SweepResult]) -> pd.DataFrame:

@@ -26,6 +26,10 @@ FIGURES = {
         "04_training_curves", "04_pareto_explained_variance", "04_pareto_ce_loss_recovered", "04_dead_fraction",
         "04_feature_density",
     ],
+    "05_interventions": [
+        "05_steering_summary", "05_steering_sweep", "05_attribution_vs_ablation", "05_attribution_by_position",
+        "05_logit_effect", "05_circuit", "05_token_attribution",
+    ],
 }  # fmt: skip
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

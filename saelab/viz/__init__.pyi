@@ -11,7 +11,9 @@ from . import (
     features as features,
     highlight as highlight,
     layers as layers,
+    playground as playground,
     sparsity as sparsity,
+    steering as steering,
     style as style,
     text_explorer as text_explorer,
     training as training,
@@ -48,11 +50,13 @@ from .layers import (
     specialist_count_by_layer as specialist_count_by_layer,
     specialist_heatmap as specialist_heatmap,
 )
+from .playground import SteeringPlayground as SteeringPlayground
 from .sparsity import (
     dense_vs_sparse_figure as dense_vs_sparse_figure,
     density_histogram as density_histogram,
     density_histograms as density_histograms,
 )
+from .steering import steering_summary_figure as steering_summary_figure, steering_sweep_figure as steering_sweep_figure
 from .style import (
     CATEGORY_COLORS as CATEGORY_COLORS,
     category_color as category_color,

@@ -121,16 +121,18 @@ class Steerer:
         concept: str | None = None,
         seed: int = 0,
     ) -> SteeringOutcome:
-        """Generate the baseline and the steered continuation (same seed) and score both."""
+        """Generate the baseline and the steered continuation (same seed) and score both;
+        ``concept`` names the category the probe scores (None: no concept score)."""
         if mode not in ("add", "clamp"):
             raise ValueError(f"mode must be 'add' or 'clamp', got {mode!r}")
         gen = generate(self.model, prompt, sae=self.sae, edits={int(feature): float(strength)}, mode=mode,
                        unit=unit, stats=self.stats, seed=seed, max_new_tokens=self.max_new_tokens,
                        temperature=self.temperature)  # fmt: skip
-        concept = concept if concept is not None else self._category_of(int(feature))
         start = prompt_ids(self.model, prompt)
         fluency = continuation_scores(self.model, [start, start], [gen.baseline_ids, gen.steered_ids])
         scores: list[float | None] = [None, None]
+        if concept is not None and concept not in self.concepts:
+            raise ValueError(f"the concept probe knows {self.concepts}, not {concept!r}")
         if self.probe is not None and concept is not None:
             texts = [gen.baseline, gen.steered]
             scores = [float(self.probe.score(self.model, [t], concept)[0]) if t.strip() else None for t in texts]
@@ -139,11 +141,6 @@ class Steerer:
             scores[0], scores[1], float(fluency.perplexity[0]), float(fluency.perplexity[1]),
             float(fluency.relevance[0]), float(fluency.relevance[1]),
         )  # fmt: skip
-
-    def _category_of(self, feature: int) -> str | None:
-        hits = self.features["category"].to_numpy()[self.features["feature"].to_numpy() == feature]
-        category = str(hits[0]) if len(hits) else None
-        return category if category in self.concepts else None
 
 
 def _other_profile_sae(model: HookedTransformer, hook: str) -> SAE | None:

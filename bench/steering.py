@@ -26,11 +26,12 @@ from saelab.interventions.sweep import SweepConfig
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--profile", default="offline")
     parser.add_argument("--hook", default=None, help="steering hook (default: the profile's shallowest)")
     parser.add_argument("--top", type=int, default=4, help="candidate specialists per category")
     parser.add_argument("--strengths", type=float, nargs="+", default=[2.0, 3.0, 4.0, 6.0, 8.0])
+    parser.add_argument("--select-samples", type=int, default=2)
     parser.add_argument("--report-samples", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=24, help="new tokens per continuation")
     parser.add_argument("--threads", type=int, default=None)

@@ -34,7 +34,7 @@ class CategorySteering:
 
     @property
     def n_passed(self) -> int:
-        return int(self.table["passed"].sum())
+        return int(self.table["passed"].to_numpy(bool).sum())
 
 
 def steer_categories(

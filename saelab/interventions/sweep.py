@@ -2,7 +2,7 @@
 
 AxBench's protocol: the prompts are split in two. On the *select* half every candidate
 feature is steered at every strength, and the (feature, strength) with the largest concept
-score whose perplexity stays within ``max_perplexity_ratio`` of the baseline's is chosen.
+score whose perplexity stays within ``select_perplexity_ratio`` of the baseline's is chosen.
 Only that choice and the baseline then run on the *report* half, which the choice never saw,
 and the result is reported there.
 
@@ -50,7 +50,11 @@ class SweepConfig(JsonConfig):
     max_new_tokens: int = 24
     temperature: float = 0.7
     max_perplexity_ratio: float = 2.0
-    """An arm qualifies when its perplexity stays within this multiple of the baseline's."""
+    """The bound a held-out result must meet: perplexity within this multiple of the baseline's."""
+    select_perplexity_ratio: float = 1.5
+    """The bound an arm must meet on the selection half to be chosen. Tighter than
+    ``max_perplexity_ratio``: perplexity varies between the halves (with a 2x bound at
+    selection, 2 of 7 categories chose arms that came out at 2.3x and 2.8x on held-out prompts)."""
     n_bootstrap: int = 2000
     confidence: float = 0.95
     seed: int = 0
@@ -62,8 +66,11 @@ class SweepConfig(JsonConfig):
             raise ValueError(f"mode must be one of {list(STEER_MODES)}, got {self.mode!r}")
         if min(self.select_samples, self.report_samples, self.max_new_tokens) < 1:
             raise ValueError("select_samples, report_samples and max_new_tokens must be at least 1")
-        if not self.max_perplexity_ratio > 1:
-            raise ValueError(f"max_perplexity_ratio must exceed 1, got {self.max_perplexity_ratio}")
+        if not 1 < self.select_perplexity_ratio <= self.max_perplexity_ratio:
+            raise ValueError(
+                "need 1 < select_perplexity_ratio <= max_perplexity_ratio, got "
+                f"{self.select_perplexity_ratio} and {self.max_perplexity_ratio}"
+            )
 
 
 @dataclass(frozen=True)
@@ -136,7 +143,7 @@ def steering_sweep(
     arms = [BASELINE, *((f, float(s)) for f in features for s in config.strengths)]
     select = run(np.flatnonzero(split == "select"), arms, config.select_samples, "select")
     curve = arm_curve(select, config)
-    chosen, qualified = choose_arm(curve, config.max_perplexity_ratio)
+    chosen, qualified = choose_arm(curve, config.select_perplexity_ratio)
     report = run(np.flatnonzero(split == "report"), [BASELINE, chosen], config.report_samples, "report")
     held = held_out_summary(report, chosen, qualified, config)
     curve["chosen"] = (curve["feature"] == chosen[0]) & (curve["strength"] == chosen[1])

@@ -60,6 +60,6 @@ def test_prompts_split_in_halves_and_the_config_refuses_nonsense():
     with pytest.raises(ValueError, match="at least 2 prompts"):
         split_prompts(1, 0)
     for bad in ({"strengths": ()}, {"strengths": (0.0,)}, {"strengths": (float("nan"),)}, {"mode": "x"},
-                {"max_perplexity_ratio": 1.0}, {"report_samples": 0}):  # fmt: skip
+                {"max_perplexity_ratio": 1.0}, {"report_samples": 0}, {"select_perplexity_ratio": 2.5}):  # fmt: skip
         with pytest.raises(ValueError):
             SweepConfig(**bad)

@@ -131,7 +131,7 @@ def node_label(hook: str, node: str, feature: int, position: int, token: str | N
     """A short readable node name: ``"L20 #123 @5 'Paris'"``, ``"L20 error @5"``."""
     where = "" if position < 0 else f" @{position}"
     if token:
-        where += f" {visible_token(str(token), mark_spaces=True, max_len=AXIS_TOKEN_CHARS)}"
+        where += f" '{visible_token(str(token), mark_spaces=True, max_len=AXIS_TOKEN_CHARS)}'"
     what = "error" if node == "error" else f"#{int(feature)}"
     return f"{hook_label(hook)} {what}{where}"
 

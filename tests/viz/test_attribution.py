@@ -59,7 +59,7 @@ def test_node_bars_show_the_top_nodes_of_one_row_coloured_by_sign():
     fig = attribution_bars(attribution_frame(), by="node", top=3)
     (bar,) = fig.data
     assert list(bar.x) == [-0.4, 0.5, 0.9]  # largest |attribution| at the top (last)
-    assert list(bar.y) == ["L20 error @2 ␣sat", "L20 #7 @1 ␣cat", "L25 #4 @2 ␣sat"]
+    assert list(bar.y) == ["L20 error @2 '␣sat'", "L20 #7 @1 '␣cat'", "L25 #4 @2 '␣sat'"]
     assert list(bar.marker.color) == [NEGATIVE, POSITIVE, POSITIVE]
     (other,) = attribution_bars(attribution_frame(), by="node", row=1).data
     assert list(other.x) == [5.0]

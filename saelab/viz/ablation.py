@@ -22,14 +22,17 @@ def estimate_vs_ablation_figure(
     point per node, with the y = x line and each method's Pearson r in the legend.
 
     ``frame`` has ``ablation`` and one column per method (the same units: change in the metric
-    when the node is removed, sign flipped so that positive means the node raises the metric).
+    when the node is removed, sign flipped so that positive means the node raises the metric),
+    and optionally ``top_<method>`` flags (as :func:`saelab.interventions.attribution_vs_ablation`
+    gives), which restrict each method to its own top nodes.
     """
     check_frame(frame, ["ablation", *methods], "frame")
     check_numeric(frame, ["ablation", *methods], "frame")
     fig = go.Figure()
-    y = frame["ablation"].to_numpy(float)
     for method in methods:
-        x = frame[method].to_numpy(float)
+        # With a ``top_<method>`` column, each method is judged on its own top nodes.
+        rows = frame.loc[frame[f"top_{method}"].to_numpy(bool)] if f"top_{method}" in frame else frame
+        x, y = rows[method].to_numpy(float), rows["ablation"].to_numpy(float)
         r = float(np.corrcoef(x, y)[0, 1]) if len(x) > 1 else float("nan")
         fig.add_trace(go.Scatter(
             x=x, y=y, mode="markers", name=f"{method.replace('_', ' ')} (r = {r:.3f})",

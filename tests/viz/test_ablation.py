@@ -36,3 +36,13 @@ def test_logit_effect_shows_promoted_and_suppressed_tokens_in_two_panels():
     assert fig.data[0].marker.color[-1] == "#009E73" and fig.data[0].marker.color[0] == "#D55E00"
     with pytest.raises(ValueError, match="logit"):
         viz.logit_effect_figure(top.drop(columns="logit"), top)
+
+
+def test_each_method_is_judged_on_its_own_top_nodes():
+    frame = pd.DataFrame({"ablation": [1.0, 2.0, 3.0, 10.0], "grad_x_act": [1.0, 2.0, 3.0, -10.0],
+                          "integrated_gradients": [1.0, 2.0, 3.0, 10.0],
+                          "top_grad_x_act": [True, True, True, False],
+                          "top_integrated_gradients": True})  # fmt: skip
+    fig = viz.estimate_vs_ablation_figure(frame)
+    assert fig.data[0].name == "grad x act (r = 1.000)" and len(fig.data[0].x) == 3
+    assert len(fig.data[1].x) == 4

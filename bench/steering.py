@@ -8,7 +8,10 @@ reports the concept gain (a linear probe on the deepest SAE of the profile, appl
 generated text) with a bootstrap 95% CI over prompts, the perplexity ratio and the prompt
 relevance. A category passes when the CI excludes 0 and the perplexity ratio is at most 2.
 
-    python bench/steering.py [--hook blocks.15.hook_resid_pre] [--top 4] [--threads 2]
+    python bench/steering.py [--hook blocks.15.hook_resid_pre] [--top 3] [--tokens 24] [--threads 2]
+
+The defaults are notebook 05's configuration with 24 new tokens instead of the 16 the demo
+budget allows there.
 """
 
 from __future__ import annotations
@@ -29,10 +32,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--profile", default="offline")
     parser.add_argument("--hook", default=None, help="steering hook (default: the profile's shallowest)")
-    parser.add_argument("--top", type=int, default=4, help="candidate specialists per category")
-    parser.add_argument("--strengths", type=float, nargs="+", default=[2.0, 3.0, 4.0, 6.0, 8.0])
-    parser.add_argument("--select-samples", type=int, default=2)
-    parser.add_argument("--report-samples", type=int, default=3)
+    parser.add_argument("--top", type=int, default=3, help="candidate specialists per category")
+    parser.add_argument("--strengths", type=float, nargs="+", default=[2.0, 4.0, 8.0])
+    parser.add_argument("--select-samples", type=int, default=1)
+    parser.add_argument("--report-samples", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=24, help="new tokens per continuation")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()

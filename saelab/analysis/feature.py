@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 from jaxtyping import Float, Int
 from sae_lens import SAE
+from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from saelab.analysis._checks import as_numpy, check_feature_ids, check_top, encode_labels, one_hot
@@ -122,9 +123,8 @@ def category_means(column: Float[np.ndarray, " n_texts"], labels: Sequence[str])
     )
 
 
-def logit_lens(model: HookedTransformer, sae: SAE, feature: int, top: int = 10) -> pd.DataFrame:
-    """Tokens whose logits feature ``feature``'s decoder direction raises and lowers most
-    (see :attr:`FeatureSummary.logit_lens`)."""
+def decoder_logits(model: HookedTransformer, sae: SAE, feature: int) -> Float[Tensor, " d_vocab"]:
+    """Feature ``feature``'s decoder direction read through the unembedding, over the vocabulary."""
     if sae.cfg.d_in != model.cfg.d_model:
         raise ValueError(f"SAE d_in={sae.cfg.d_in} does not match the model's d_model={model.cfg.d_model}")
     w_u = model.W_U.detach()
@@ -135,7 +135,13 @@ def logit_lens(model: HookedTransformer, sae: SAE, feature: int, top: int = 10) 
         # this weight into W_U instead, and then the model has no .w here).
         direction = direction * ln_weight.detach()
     with torch.inference_mode():
-        logits = (direction @ w_u).float().cpu()
+        return (direction @ w_u).float().cpu()
+
+
+def logit_lens(model: HookedTransformer, sae: SAE, feature: int, top: int = 10) -> pd.DataFrame:
+    """Tokens whose logits feature ``feature``'s decoder direction raises and lowers most
+    (see :attr:`FeatureSummary.logit_lens`)."""
+    logits = decoder_logits(model, sae, feature)
     top = min(top, logits.numel())
     frames = []
     for name, picked in (("promoted", logits.topk(top)), ("suppressed", (-logits).topk(top))):

@@ -23,7 +23,7 @@ from sae_lens import SAE
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from saelab.analysis.feature import logit_lens
+from saelab.analysis.feature import decoder_logits, logit_lens
 from saelab.extract.tokens import token_strings
 from saelab.interventions.ablation import check_sae
 from saelab.interventions.edits import check_features
@@ -67,13 +67,7 @@ class LogitEffect:
 def direct_logits(model: HookedTransformer, sae: SAE, feature: int) -> Float[Tensor, " d_vocab"]:
     """``W_dec[feature] @ W_U`` over the whole vocabulary, as :func:`saelab.analysis.logit_lens`
     computes it (ln_final's weight applied first when the model keeps one)."""
-    w_u = model.W_U.detach()
-    direction = sae.W_dec[feature].detach().to(device=w_u.device, dtype=w_u.dtype)
-    ln_weight = getattr(model.ln_final, "w", None)
-    if ln_weight is not None:
-        direction = direction * ln_weight.detach()
-    with torch.inference_mode():
-        return (direction @ w_u).float().cpu()
+    return decoder_logits(model, sae, feature)
 
 
 def top_tokens(model: HookedTransformer, logits: Float[Tensor, " d_vocab"], top: int) -> pd.DataFrame:

@@ -33,7 +33,7 @@ from saelab.extract.batches import pad_rows
 from saelab.extract.hooks import encode_activations, run_hooks
 from saelab.extract.tokens import token_strings, tokenize
 from saelab.interventions.edits import check_features, set_features
-from saelab.interventions.splice import Splice
+from saelab.interventions.splice import STATEFUL_NORMS, Splice, edit_mask
 from saelab.interventions.stats import FeatureStats, feature_stats
 from saelab.saes import check_compatible, sae_hook_name
 
@@ -43,7 +43,6 @@ DEFAULT_MAX_LOGIT_BYTES = 512 * 2**20
 """Upper bound on the vocabulary-sized blocks one chunk of rows holds at once (fp32 bytes):
 SmolLM2's 49,152-token vocabulary makes logits the largest tensors by far."""
 _LOGIT_BLOCKS = 3  # clean logits, ablated logits, one temporary of the same size
-STATEFUL_NORMS = ("layer_norm", "constant_norm_rescale")
 
 
 class TokenBatch(NamedTuple):
@@ -76,15 +75,6 @@ def as_token_batch(
     return TokenBatch(batch.tokens, batch.attention_mask)
 
 
-def edit_mask(attention_mask: Int[Tensor, "batch pos"]) -> Bool[Tensor, "batch pos"]:
-    """Positions an ablation edits: real tokens except the first real one of each row (BOS)."""
-    real = attention_mask.bool()
-    first = real.to(torch.int8).argmax(dim=1)
-    mask = real.clone()
-    mask[torch.arange(real.shape[0]), first] = False
-    return mask
-
-
 def prediction_mask(attention_mask: Int[Tensor, "batch pos"]) -> Bool[Tensor, "batch pos_minus_1"]:
     """Real next-token predictions: position i predicts token i+1, both real."""
     real = attention_mask.bool()
@@ -111,8 +101,8 @@ def check_sae(model: HookedTransformer, sae: SAE) -> str:
     check_compatible(model, sae)
     norm = getattr(sae.cfg, "normalize_activations", "none")
     if norm in STATEFUL_NORMS:
-        # SAELens keeps these norms' per-call statistics on the SAE and deletes them on the
-        # first decode, so the splice's two decodes of one encode cannot both run.
+        # SAELens keeps these norms' per-token statistics on the SAE between one encode and
+        # one decode; the batched ablations decode many edited rows per encode.
         raise ValueError(f"SAEs with run-time normalisation {norm!r} cannot be spliced; fold it into the weights")
     return sae_hook_name(sae)
 

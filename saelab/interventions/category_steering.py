@@ -37,6 +37,22 @@ class CategorySteering:
         return int(self.table["passed"].to_numpy(bool).sum())
 
 
+def ranked_specialists(
+    model: HookedTransformer,
+    sae: SAE,
+    texts: Sequence[str],
+    labels: Sequence[str],
+    *,
+    top: int,
+    categories: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Each category's ``top`` specialists of ``sae`` by AUROC on the mean-pooled features of
+    ``texts`` (read through the feature cache), as :func:`saelab.analysis.specialists` ranks them."""
+    hook = sae_hook_name(sae)
+    pooled = cached_per_token(model, {hook: sae}, texts)[hook].pool("mean")
+    return specialists(pooled, labels, top=top, n_bootstrap=0, categories=categories)
+
+
 def steer_categories(
     model: HookedTransformer,
     sae: SAE,
@@ -52,8 +68,7 @@ def steer_categories(
 ) -> CategorySteering:
     """One :func:`steering_sweep` per category over its ``top`` specialists at ``sae``'s hook."""
     hook = sae_hook_name(sae)
-    pooled = cached_per_token(model, {hook: sae}, texts)[hook].pool("mean")
-    ranked = specialists(pooled, labels, top=top, n_bootstrap=0, categories=categories)
+    ranked = ranked_specialists(model, sae, texts, labels, top=top, categories=categories)
     unknown = sorted(set(ranked["category"]) - set(probe.categories))
     if unknown:
         raise ValueError(f"the probe does not know the categories {unknown}; it knows {probe.categories}")

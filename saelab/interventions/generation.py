@@ -22,10 +22,11 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
-from saelab.extract.tokens import tokenize, tokenizer_of
+from saelab.extract.batches import pad_rows
+from saelab.extract.tokens import Tokenized, tokenize, tokenizer_of
 from saelab.interventions.edits import check_features, check_strengths
-from saelab.interventions.splice import FeatureEdit, Splice, spliced
-from saelab.interventions.stats import FeatureStats
+from saelab.interventions.splice import FeatureEdit, Splice, edit_mask, spliced
+from saelab.interventions.stats import FeatureStats, feature_stats
 from saelab.interventions.steering import STEER_MODES, SteerMode, StrengthUnit, raw_strengths
 
 DEFAULT_NEW_TOKENS = 32
@@ -135,13 +136,9 @@ def sample_rows(
 def _left_pad(rows: Sequence[list[int]], device: str | torch.device) -> tuple[Tensor, Tensor]:
     if not rows or any(len(r) == 0 for r in rows):
         raise ValueError("every row needs at least one prompt token")
-    width = max(len(r) for r in rows)
-    tokens = torch.zeros(len(rows), width, dtype=torch.long)
-    attention = torch.zeros(len(rows), width, dtype=torch.long)
-    for i, ids in enumerate(rows):
-        tokens[i, width - len(ids) :] = torch.tensor(ids)
-        attention[i, width - len(ids) :] = 1
-    return tokens.to(device), attention.to(device)
+    tokenized = Tokenized(ids=[list(r) for r in rows], has_bos=False, truncated=[])
+    batch = pad_rows(tokenized, range(len(rows)), max(len(r) for r in rows), "left", False, 0)
+    return batch.tokens.to(device), batch.attention_mask.to(device)
 
 
 def _group_ids(rows: Sequence[list[int]], groups: Sequence[int] | None) -> list[int]:
@@ -155,11 +152,8 @@ def _group_ids(rows: Sequence[list[int]], groups: Sequence[int] | None) -> list[
 
 def _edit_mask(step_mask: Tensor, edited: Tensor, *, prefill: bool) -> Tensor:
     """Real positions of edited rows, minus each row's BOS (its first real token) in a prefill."""
-    mask = step_mask.bool().cpu() & edited[:, None]
-    if prefill:
-        first = step_mask.cpu().to(torch.int8).argmax(dim=1)
-        mask[torch.arange(mask.shape[0]), first] = False
-    return mask
+    allowed = edit_mask(step_mask.cpu()) if prefill else step_mask.bool().cpu()
+    return allowed & edited[:, None]
 
 
 def _sample(logits: Float[Tensor, "rows vocab"], temperature: float, noise: _GroupNoise) -> Int[Tensor, " rows"]:
@@ -226,8 +220,6 @@ def generate(
     check_features(edits, sae.cfg.d_sae)
     check_strengths(edits.values())
     if unit == "max" and stats is None:
-        from saelab.interventions.stats import feature_stats
-
         stats = feature_stats(model, sae)
     raw = raw_strengths(dict(edits), sae, unit=unit, stats=stats)
     values = torch.tensor([list(raw.values())] * 2)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from sae_lens import SAE
 from torch import Tensor
 from transformer_lens import HookedTransformer
@@ -53,6 +53,15 @@ def splice_delta(sae: SAE, x: Float[Tensor, "batch pos d_in"], edit: FeatureEdit
         encode_activations(sae, x)  # these SAEs keep each token's norm from encode to one decode
     delta = recon_edited - sae.decode(feats)
     return delta.to(device=x.device, dtype=x.dtype)
+
+
+def edit_mask(attention_mask: Int[Tensor, "batch pos"]) -> Bool[Tensor, "batch pos"]:
+    """Positions an edit may touch: real tokens except the first real one of each row (BOS)."""
+    real = attention_mask.bool()
+    first = real.to(torch.int8).argmax(dim=1)
+    mask = real.clone()
+    mask[torch.arange(real.shape[0]), first] = False
+    return mask
 
 
 def default_mask(x: Tensor) -> Bool[Tensor, "batch pos"]:

@@ -16,13 +16,12 @@ from sae_lens import SAE
 from transformer_lens import HookedTransformer
 
 from saelab._util.hook_names import hook_layer
-from saelab.analysis.specialists import specialists
 from saelab.data import load_dataset
-from saelab.extract.cache import cached_per_token
+from saelab.interventions.category_steering import ranked_specialists
 from saelab.interventions.generation import DEFAULT_NEW_TOKENS, generate, prompt_ids
 from saelab.interventions.probe import ConceptProbe
 from saelab.interventions.stats import FeatureStats, feature_stats
-from saelab.interventions.steering import StrengthUnit
+from saelab.interventions.steering import SteerMode, StrengthUnit
 from saelab.interventions.text_scores import continuation_scores
 from saelab.profiles import get as get_profile, names as profile_names
 from saelab.saes import sae_hook_name
@@ -97,8 +96,7 @@ class Steerer:
             texts, labels = list(data["text"]), list(data["category"])
         texts, labels = list(texts), list(labels)
         hook = sae_hook_name(sae)
-        pooled = cached_per_token(model, {hook: sae}, texts)[hook].pool("mean")
-        ranked = specialists(pooled, labels, top=top, n_bootstrap=0)
+        ranked = ranked_specialists(model, sae, texts, labels, top=top)
         features = pd.DataFrame({
             "feature": ranked["feature"].astype(int), "category": ranked["category"],
             "label": [f"#{f} · {c} specialist {r} · AUROC {a:.2f}"
@@ -116,15 +114,13 @@ class Steerer:
         feature: int,
         strength: float,
         *,
-        mode: str = "add",
+        mode: SteerMode = "add",
         unit: StrengthUnit = "max",
         concept: str | None = None,
         seed: int = 0,
     ) -> SteeringOutcome:
         """Generate the baseline and the steered continuation (same seed) and score both;
         ``concept`` names the category the probe scores (None: no concept score)."""
-        if mode not in ("add", "clamp"):
-            raise ValueError(f"mode must be 'add' or 'clamp', got {mode!r}")
         gen = generate(self.model, prompt, sae=self.sae, edits={int(feature): float(strength)}, mode=mode,
                        unit=unit, stats=self.stats, seed=seed, max_new_tokens=self.max_new_tokens,
                        temperature=self.temperature)  # fmt: skip

@@ -180,15 +180,17 @@ class _ArmRunner:
     def _sample(self, plan: list[tuple[int, int, Arm]], features: list[int]) -> tuple[list[str], list[list[int]]]:
         cfg, texts, cont = self.config, [], []
         columns = {f: j for j, f in enumerate(features)}
+        raw = {arm: raw_strengths({arm[0]: arm[1]}, self.sae, stats=self.stats)[arm[0]]
+               for arm in {a for _, _, a in plan if a != BASELINE}}  # fmt: skip
         n_batches = -(-len(plan) // MAX_ROWS)
         size = -(-len(plan) // n_batches)
         for lo in tqdm(range(0, len(plan), size), desc=f"steering {self.concept}", disable=not self.progress,
                        leave=False):  # fmt: skip
             chunk = plan[lo : lo + size]
             values = torch.full((len(chunk), max(1, len(features))), float("nan"))
-            for r, (_, _, (f, s)) in enumerate(chunk):
-                if f != BASELINE[0]:
-                    values[r, columns[f]] = raw_strengths({f: s}, self.sae, stats=self.stats)[f]
+            for r, (_, _, arm) in enumerate(chunk):
+                if arm != BASELINE:
+                    values[r, columns[arm[0]]] = raw[arm]
             with spliced(self.model, self.sae, rowwise_edit(features or [0], values, cfg.mode)) as installed:
                 out = sample_rows(
                     self.model, [self.ids[p] for p, _, _ in chunk], groups=[p * 1000 + k for p, k, _ in chunk],

@@ -19,7 +19,8 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from saelab.extract.tokens import bos_token_id
+from saelab.extract.batches import pad_rows
+from saelab.extract.tokens import Tokenized, bos_token_id
 
 DEFAULT_BATCH = 32
 
@@ -69,10 +70,8 @@ def _continuation_logprobs(
         width = max(len(rows[i]) for i in chunk)
         if width < 2:
             continue
-        tokens = torch.zeros(len(chunk), width, dtype=torch.long)
-        mask = torch.zeros(len(chunk), width, dtype=torch.long)
-        for r, i in enumerate(chunk):
-            tokens[r, : len(rows[i])], mask[r, : len(rows[i])] = torch.tensor(rows[i]), 1
+        batch = pad_rows(Tokenized(ids=rows, has_bos=False, truncated=[]), chunk, width, "right", False, 0)
+        tokens, mask = batch.tokens, batch.attention_mask
         device = model.cfg.device
         with torch.inference_mode():
             logits = model(tokens.to(device), attention_mask=mask.to(device))

@@ -2,6 +2,7 @@
 # `name as name` marks each as re-exported for type checkers.
 from . import (
     analysis as analysis,
+    autointerp as autointerp,
     corpus as corpus,
     data as data,
     evals as evals,

@@ -1,0 +1,12 @@
+"""Automated interpretability: explain features in words and score the explanations against
+held-out activations, beside controls (shuffled explanations, all-negative answers).
+
+* ``examples``: :class:`FeatureExamples`, a feature's contexts split for explaining and scoring.
+* ``explainers``, ``scorers``, ``backends`` (the embedded model, or any OpenAI-compatible endpoint).
+
+Names are imported on first use (see ``__init__.pyi``).
+"""
+
+import lazy_loader as _lazy
+
+__getattr__, __dir__, __all__ = _lazy.attach_stub(__name__, __file__)

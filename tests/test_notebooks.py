@@ -30,6 +30,9 @@ FIGURES = {
         "05_steering_summary", "05_steering_sweep", "05_attribution_vs_ablation", "05_attribution_by_position",
         "05_logit_effect", "05_circuit", "05_token_attribution",
     ],
+    "06_automated_interpretability": [
+        "06_score_distributions", "06_replication_simulation", "06_replication_embedding",
+    ],
 }  # fmt: skip
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -52,6 +52,12 @@ class FeatureSummary:
     """Columns ``category, mean, frac_active`` (pooled activation per category, share of the
     category's texts with activation > 0); None unless ``pooled`` and ``labels`` are given."""
     neuronpedia_url: str | None
+    explanation: str | None = None
+    """What the feature responds to, in words (e.g. from :mod:`saelab.autointerp`); None when
+    none was given. Plain text: the caller decides where it came from."""
+    explanation_score: str | None = None
+    """How well that explanation scored, as the caller words it (e.g. "simulation 0.41,
+    shuffled 0.02"); None when not given."""
 
 
 def feature_summary(
@@ -64,10 +70,12 @@ def feature_summary(
     labels: Sequence[str] | None = None,
     bins: int = 30,
     top: int = 10,
+    explanation: str | None = None,
+    explanation_score: str | None = None,
 ) -> FeatureSummary:
     """Density, activation histogram, logit lens, category means and Neuronpedia link of
     one feature (each part only when its inputs are given); the logit lens lists ``top``
-    tokens each way."""
+    tokens each way. ``explanation`` and ``explanation_score`` are passed through as given."""
     d_sae = int(sae.cfg.d_sae)
     feature = check_feature_ids([feature], d_sae)[0]
     bins, top = check_top(bins, "bins"), check_top(top)
@@ -89,6 +97,8 @@ def feature_summary(
         # column is set whenever labels are (checked above).
         category_means=None if labels is None or column is None else category_means(column, labels),
         neuronpedia_url=sae_neuronpedia_url(sae, feature),
+        explanation=explanation,
+        explanation_score=explanation_score,
     )
 
 

@@ -3,6 +3,7 @@
 from . import (
     ablation as ablation,
     attribution as attribution,
+    autointerp as autointerp,
     charts as charts,
     explorer_data as explorer_data,
     explorer_view as explorer_view,
@@ -26,6 +27,11 @@ from .attribution import (
     attribution_bars as attribution_bars,
     circuit_figure as circuit_figure,
     token_attribution_figure as token_attribution_figure,
+)
+from .autointerp import (
+    explanation_table_html as explanation_table_html,
+    replication_figure as replication_figure,
+    score_distributions as score_distributions,
 )
 from .charts import grouped_bar as grouped_bar
 from .explorer_data import ExplorerData as ExplorerData, SAEActivations as SAEActivations

@@ -101,7 +101,8 @@ def header_html(summary: FeatureSummary, view: ExplorerView) -> str:
 def summary_html(
     summary: FeatureSummary, view: ExplorerView, peaks: Float[np.ndarray, " n_texts"], pooled_max: float
 ) -> str:
-    """The numbers at a glance: hook, density, texts where active, largest activations."""
+    """The numbers at a glance: the explanation (when given), hook, density, texts where
+    active, largest activations."""
     density = "n/a" if summary.density is None else f"{summary.density:.2%}"
     rows = [
         ("hook", html.escape(summary.hook)),
@@ -111,6 +112,10 @@ def summary_html(
         ("max activation on a token", format_value(float(peaks.max()))),
         ("max pooled activation", format_value(pooled_max)),
     ]
+    if summary.explanation is not None:
+        rows.insert(0, ("explanation", f"<b>{html.escape(summary.explanation)}</b>"))
+        if summary.explanation_score is not None:
+            rows.insert(1, ("explanation score", html.escape(summary.explanation_score)))
     cells = "".join(f"<tr><td style='padding-right: 14px; color: #555'>{k}</td><td>{v}</td></tr>" for k, v in rows)
     return f"<table style='font-size: 13px'>{cells}</table>"
 

@@ -75,9 +75,12 @@ class FeatureExplorer:
 
     Controls: SAE dropdown, feature id (typed), a ranked list of features (strongest,
     frequent, selective or category specialist, computed on the chosen category's texts),
-    and the category. Shown: a summary (density, activity, Neuronpedia link), the activation
-    histogram, mean activation per category, the logit lens, and the texts where the feature
-    fires hardest with every token highlighted. ``select(...)`` drives it from code;
+    and the category. ``explanations`` (SAE name -> feature -> text, e.g. from
+    :mod:`saelab.autointerp`) and ``explanation_scores`` (same keys, the score in words) are
+    shown at the top of the summary when the feature has one. Shown: a summary (density,
+    activity, Neuronpedia link), the activation histogram, mean activation per category,
+    the logit lens, and the texts where the feature fires hardest with every token
+    highlighted. ``select(...)`` drives it from code;
     ``to_html(path)`` saves the current view as a self-contained page.
 
     State after each update: :attr:`view`, :attr:`summary` (a ``FeatureSummary``),
@@ -92,10 +95,19 @@ class FeatureExplorer:
         top: int = 20,
         top_texts: int = 8,
         specialist_kwargs: Mapping[str, Any] | None = None,
+        explanations: Mapping[str, Mapping[int, str]] | None = None,
+        explanation_scores: Mapping[str, Mapping[int, str]] | None = None,
     ) -> None:
         if top < 1 or top_texts < 1:
             raise ValueError(f"top and top_texts must be >= 1, got {top} and {top_texts}")
+        for given in (explanations, explanation_scores):
+            unknown = [name for name in given or {} if name not in data.saes]
+            if unknown:
+                raise ValueError(f"explanations are keyed by SAE name; unknown {unknown}, valid: {data.names}")
         self.data = data
+        # Per SAE, feature -> text (e.g. from saelab.autointerp); shown above the summary.
+        self.explanations = {name: dict(texts) for name, texts in (explanations or {}).items()}
+        self.explanation_scores = {name: dict(texts) for name, texts in (explanation_scores or {}).items()}
         self.top, self.top_texts = top, top_texts
         # The explorer only orders a list, so fewer permutations and no bootstrap keep it
         # interactive; use saelab.analysis.specialists directly for the reported statistics.
@@ -241,9 +253,7 @@ class FeatureExplorer:
         pooled = self.data.saes[sae].pooled
         if rank_by == "specialist":
             chosen = None if category == ALL_TEXTS else [category]
-            table = specialists(
-                pooled, self.data.labels, top=self.top, categories=chosen, **self.specialist_kwargs
-            )
+            table = specialists(pooled, self.data.labels, top=self.top, categories=chosen, **self.specialist_kwargs)
             table = table.sort_values(["auroc", "strong_in_minus_out"], ascending=False, kind="stable")
             return table.drop_duplicates("feature").head(self.top).reset_index(drop=True)
         if category != ALL_TEXTS:
@@ -257,8 +267,7 @@ class FeatureExplorer:
         column = RANKINGS[view.rank_by]
         fmt = "{:.0%}" if column == "frequency" else "{:.3g}"
         labels = [
-            f"#{int(f)} · {value_label(column)} {fmt.format(v)}"
-            + (f" ({c})" if view.rank_by == "specialist" else "")
+            f"#{int(f)} · {value_label(column)} {fmt.format(v)}" + (f" ({c})" if view.rank_by == "specialist" else "")
             for f, v, c in zip(
                 self.ranked["feature"],
                 self.ranked[column],
@@ -285,6 +294,8 @@ class FeatureExplorer:
             per_token=entry.per_token,
             model=self.data.model,
             labels=self.data.labels,
+            explanation=self.explanations.get(view.sae, {}).get(view.feature),
+            explanation_score=self.explanation_scores.get(view.sae, {}).get(view.feature),
         )
         peaks = entry.per_token.text_max(view.feature).double().numpy()
         self.summary = summary

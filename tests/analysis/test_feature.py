@@ -47,7 +47,9 @@ def test_feature_summary_parts(model, sae):
     assert means.set_index("category").loc["code", "frac_active"] == np.mean(col[[0, 2]] > 0)
     assert summary.logit_lens is None and summary.neuronpedia_url is None  # no model; no Neuronpedia id
     assert analysis.neuronpedia_link(sae, f) is None
-    only_pooled = analysis.feature_summary(sae, f, pooled=pooled)
+    assert summary.explanation is None and summary.explanation_score is None
+    only_pooled = analysis.feature_summary(sae, f, pooled=pooled, explanation="code <tokens>", explanation_score="0.4")
+    assert only_pooled.explanation == "code <tokens>" and only_pooled.explanation_score == "0.4"  # passed through
     assert only_pooled.density is None and only_pooled.histogram.counts.sum() == int((pooled[:, f] != 0).sum())
     with pytest.raises(ValueError, match="out of range"):
         analysis.feature_summary(sae, 64)

@@ -124,6 +124,19 @@ def test_to_html_is_self_contained(data, tmp_path):
         ex.to_html(tmp_path / "x.html", figures="png")
 
 
+def test_explanations_show_in_the_summary_the_widget_and_the_page(data, tmp_path):
+    ex = viz.FeatureExplorer(data, explanations={"L4": {3: "tokens <like> this"}},
+                             explanation_scores={"L4": {3: "simulation 0.41"}})  # fmt: skip
+    ex.select(sae="L4", feature=3)
+    assert ex.summary.explanation == "tokens <like> this" and ex.summary.explanation_score == "simulation 0.41"
+    assert "tokens &lt;like&gt; this" in ex.summary_html.value and "simulation 0.41" in ex.summary_html.value
+    assert "tokens &lt;like&gt; this" in ex.to_html(tmp_path / "explorer.html").read_text(encoding="utf-8")
+    ex.select(sae="L2", feature=3)  # the same feature number in another SAE has none
+    assert ex.summary.explanation is None and "explanation" not in ex.summary_html.value
+    with pytest.raises(ValueError, match="keyed by SAE name"):
+        viz.FeatureExplorer(data, explanations={"L9": {0: "x"}})
+
+
 @pytest.mark.slow
 def test_to_html_with_inline_svg(data, tmp_path):
     from saelab._util.browser import find_chromium

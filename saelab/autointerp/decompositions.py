@@ -113,12 +113,14 @@ def ica(sample: Float[Tensor, "n d_model"], n_components: int | None = None, see
     """Independent components (scikit-learn's FastICA, unit-variance whitening)."""
     from sklearn.decomposition import FastICA  # heavy import, only when ICA is asked for
 
-    x = sample.double().cpu().numpy()
+    # float32 and the eigh whitening: about 1.6x faster than float64 and SVD on 8000 x 576
+    # activations here, for a sample with many more rows than dimensions.
+    x = sample.float().cpu().numpy()
     # Whitening divides by each component's singular value; past the sample's rank (n - 1 or
     # fewer when n <= d_model) they are ~0 and the components blow up to ~1e14.
     k = min(n_components or x.shape[1], max(1, int(np.linalg.matrix_rank(x - x.mean(axis=0)))))
-    model = FastICA(n_components=k, whiten="unit-variance", random_state=seed, max_iter=max_iter,
-                    tol=1e-3)  # fmt: skip
+    model = FastICA(n_components=k, whiten="unit-variance", whiten_solver="eigh" if len(x) > x.shape[1] else "svd",
+                    random_state=seed, max_iter=max_iter, tol=1e-3)  # fmt: skip
     model.fit(x)
     if model.n_iter_ >= max_iter:
         log.warning("FastICA stopped at max_iter=%d before converging; the components are still usable.", max_iter)

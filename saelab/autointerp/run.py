@@ -34,7 +34,7 @@ from saelab.autointerp.explainers.top_tokens import TopTokensExplainer
 from saelab.autointerp.explanation import Explanation
 from saelab.autointerp.records import append_records, read_records
 from saelab.autointerp.scorers.detection import explanation_language_warning
-from saelab.autointerp.scorers.embedding import TextEmbedder
+from saelab.autointerp.scorers.embedding import MemoEmbedder, TextEmbedder
 from saelab.autointerp.scoring import LLM_SCORERS, SCORERS, score_feature
 from saelab.autointerp.sources import StoreSource, TextSource
 from saelab.store.reader import ActivationStore
@@ -97,6 +97,8 @@ def run_autointerp(
         from saelab.autointerp.backends.embedder import load_embedder
 
         embedder = load_embedder()
+    if embedder is not None:
+        embedder = MemoEmbedder(embedder)
     out = Path(out)
     explanations_path = out.with_name(out.name.removesuffix(".jsonl") + ".explanations.jsonl")
     for name in cfg.explainers:

@@ -10,7 +10,7 @@ import pytest
 
 from saelab.autointerp.backends.embedder import load_embedder
 from saelab.autointerp.examples import Context
-from saelab.autointerp.scorers.embedding import embed_contexts, embedding_scores
+from saelab.autointerp.scorers.embedding import MemoEmbedder, embed_contexts, embedding_scores
 
 COOKING = [
     "She stirred the onions into the hot pan and added garlic.",
@@ -100,3 +100,20 @@ def test_real_explanation_scores_near_one_and_shuffled_near_zero():
     assert scores[0] > 0.95
     assert scores[1] < 0.05
     assert np.isnan(scores[2])
+
+
+def test_memo_embedder_embeds_each_text_once_and_returns_the_same_vectors():
+    calls: list[list[str]] = []
+
+    class Counting(KeywordEmbedder):
+        def encode(self, texts, batch_size=64):
+            calls.append(list(texts))
+            return super().encode(texts, batch_size)
+
+    inner = Counting()
+    memo = MemoEmbedder(inner)
+    first = memo.encode(["food here", "cars there", "food here"])
+    second = memo.encode(["cars there", "new text"])
+    assert calls == [["food here", "cars there"], ["new text"]]
+    np.testing.assert_allclose(first, KeywordEmbedder().encode(["food here", "cars there", "food here"]), atol=1e-6)
+    np.testing.assert_allclose(second[0], first[1])

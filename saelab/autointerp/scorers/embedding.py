@@ -97,3 +97,21 @@ def _unit(x: Float[np.ndarray, "n dim"]) -> Float[np.ndarray, "n dim"]:
     """Rows scaled to unit length, so a dot product is a cosine whatever the embedder returns."""
     x = np.asarray(x, dtype=np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+class MemoEmbedder:
+    """An embedder that embeds each distinct text once per run. A feature's scoring windows
+    are scored for every explainer, and each explanation is also another feature's shuffled
+    control, so most texts come back; the embedder gives a text the same vector in any batch
+    (tested to 1e-5), so reusing it changes nothing but the time."""
+
+    def __init__(self, embedder: TextEmbedder) -> None:
+        self.embedder = embedder
+        self._seen: dict[str, np.ndarray] = {}
+
+    def encode(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH) -> Float[np.ndarray, "n dim"]:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._seen))
+        if missing:
+            for text, vector in zip(missing, self.embedder.encode(missing, batch_size=batch_size), strict=True):
+                self._seen[text] = np.asarray(vector, dtype=np.float32)
+        return np.stack([self._seen[t] for t in texts]) if texts else np.zeros((0, 0), dtype=np.float32)

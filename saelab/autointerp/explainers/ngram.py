@@ -27,13 +27,11 @@ from typing import ClassVar, NamedTuple
 
 from saelab._util.config import JsonConfig
 from saelab.autointerp.examples import Context, FeatureExamples
+from saelab.autointerp.explainers.base import PatternExplainer, Scale
 from saelab.autointerp.explainers.patterns import (
-    NEVER_FIRES,
     Pattern,
-    format_patterns,
     relative_weight,
 )
-from saelab.autointerp.explanation import Explanation
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,7 +65,7 @@ class _Occurrences(NamedTuple):
         return self.total / self.count
 
 
-class NgramPatternExplainer:
+class NgramPatternExplainer(PatternExplainer):
     """Explains a feature by the minimal left contexts that keep its peak activations."""
 
     name: ClassVar[str] = "ngram_pattern"
@@ -75,18 +73,10 @@ class NgramPatternExplainer:
     def __init__(self, config: NgramConfig | None = None) -> None:
         self.config = config or NgramConfig()
 
-    def explain(self, examples: FeatureExamples) -> Explanation:
-        if not examples.fires:
-            return Explanation(examples.feature, self.name, text="", skipped=NEVER_FIRES)
-        return Explanation(examples.feature, self.name, text=format_patterns(self.patterns(examples)))
-
-    def patterns(self, examples: FeatureExamples) -> list[Pattern]:
-        """The patterns :meth:`explain` writes, most activation covered first."""
+    def _patterns(self, examples: FeatureExamples, scale: Scale) -> list[Pattern]:
+        """Patterns, most activation covered first."""
         cfg = self.config
-        feature_max = max(c.max_act for c in examples.explain)
-        floor = max(examples.threshold, 0.0)  # weights are shares of a positive max
-        if not feature_max > floor:
-            return []
+        feature_max, floor = scale
         peaks = [(c, _peak(c)) for c in examples.explain if c.acts]
         peaks = [(c, at) for c, at in peaks if c.acts[at] > floor]
         # Only the n-grams that end on a peak can become patterns: count just those.

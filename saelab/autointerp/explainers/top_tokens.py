@@ -23,13 +23,11 @@ from typing import ClassVar, NamedTuple
 
 from saelab._util.config import JsonConfig
 from saelab.autointerp.examples import FeatureExamples
+from saelab.autointerp.explainers.base import PatternExplainer, Scale
 from saelab.autointerp.explainers.patterns import (
-    NEVER_FIRES,
     Pattern,
-    format_patterns,
     relative_weight,
 )
-from saelab.autointerp.explanation import Explanation
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,7 +68,7 @@ class _Candidate(NamedTuple):
     weight: float
 
 
-class TopTokensExplainer:
+class TopTokensExplainer(PatternExplainer):
     """Explains a feature by the most frequent tokens and bigrams at its firing positions."""
 
     name: ClassVar[str] = "top_tokens"
@@ -78,18 +76,10 @@ class TopTokensExplainer:
     def __init__(self, config: TopTokensConfig | None = None) -> None:
         self.config = config or TopTokensConfig()
 
-    def explain(self, examples: FeatureExamples) -> Explanation:
-        if not examples.fires:
-            return Explanation(examples.feature, self.name, text="", skipped=NEVER_FIRES)
-        return Explanation(examples.feature, self.name, text=format_patterns(self.patterns(examples)))
-
-    def patterns(self, examples: FeatureExamples) -> list[Pattern]:
-        """The patterns :meth:`explain` writes, strongest coverage first."""
+    def _patterns(self, examples: FeatureExamples, scale: Scale) -> list[Pattern]:
+        """Patterns, strongest coverage first."""
         cfg = self.config
-        feature_max = max(c.max_act for c in examples.explain)
-        floor = max(examples.threshold, 0.0)  # weights are shares of a positive max
-        if not feature_max > floor:
-            return []
+        feature_max, floor = scale
         sums: dict[tuple[str, ...], float] = defaultdict(float)
         counts: dict[tuple[str, ...], int] = defaultdict(int)
         for context in examples.explain:

@@ -62,7 +62,7 @@ def check_feature_ids(features: Iterable[int], d_sae: int) -> list[int]:
         raise ValueError("features is empty; pass at least one feature id")
     bad = [f for f in ids if not 0 <= f < d_sae]
     if bad:
-        raise ValueError(f"feature ids {bad[:10]} are out of range; valid ids are 0..{d_sae - 1}")
+        raise ValueError(f"feature ids {bad[:10]} are out of range; valid ids are 0..{d_sae - 1} ({d_sae} features)")
     if len(set(ids)) != len(ids):
         raise ValueError("features contains duplicates; pass each feature id once")
     return ids

@@ -30,6 +30,7 @@ from transformer_lens import HookedTransformer
 
 from saelab._util.keys import stable_hash
 from saelab._util.paths import cache_dir
+from saelab.analysis._checks import check_feature_ids
 from saelab.autointerp.assemble import assemble
 from saelab.autointerp.buffers import Selection
 from saelab.autointerp.calibrate import Calibration, calibrate, signs
@@ -103,17 +104,8 @@ def collect_examples(
 
 
 def _check_features(features: Sequence[int] | None, n_features: int) -> list[int]:
-    if features is None:
-        return list(range(n_features))
-    out = [int(f) for f in features]
-    if not out:
-        raise ValueError("features is empty; pass at least one feature index (or None for all).")
-    bad = [f for f in out if not 0 <= f < n_features]
-    if bad:
-        raise ValueError(f"Features {bad[:10]} are out of range; this decomposition has {n_features} features.")
-    if len(set(out)) != len(out):
-        raise ValueError("features has duplicates.")
-    return out
+    """All features for None, else the ids checked (non-empty, in range, no duplicates)."""
+    return list(range(n_features)) if features is None else check_feature_ids(features, n_features)
 
 
 def _default_device(model: HookedTransformer) -> torch.device:

@@ -28,6 +28,7 @@ from saelab.autointerp.run import AutointerpConfig, run_autointerp
 from saelab.autointerp.scorers.embedding import TextEmbedder
 from saelab.autointerp.scorers.metrics import bootstrap_mean_ci
 from saelab.autointerp.sources import StoreSource
+from saelab.autointerp.summary import metrics_of
 from saelab.store.reader import ActivationStore
 
 DECOMPOSITIONS: tuple[str, ...] = ("sae", "ica", "pca", "neurons", "random")
@@ -109,7 +110,7 @@ def replication_table(frame: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0)
     mean of its shuffled control and the margin between them. Features that never fired (no
     explanation) count as unscored and are listed in ``n_unscored``."""
     rows = []
-    metrics = [c.removeprefix("score_") for c in frame.columns if c.startswith("score_") and c != "score_seconds"]
+    metrics = metrics_of(frame)
     for key, part in frame.groupby(["decomposition", "explainer"], sort=False):
         dec, explainer = key  # type: ignore[misc]
         for metric in metrics:

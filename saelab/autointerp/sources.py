@@ -147,11 +147,9 @@ class TextSource:
 
     def chunk(self, index: int) -> Chunk:
         _check_index(index, self.n_chunks)
-        pad_id = self.model.tokenizer.pad_token_id if self.model.tokenizer is not None else None
-        pad = pad_id if isinstance(pad_id, int) else 0
         take = list(range(index * self.batch_size, min(len(self.texts), (index + 1) * self.batch_size)))
         width = max(len(self._tokenized.ids[i]) for i in take)
-        batch = pad_rows(self._tokenized, take, width, "right", True, pad)
+        batch = pad_rows(self._tokenized, take, width, "right", True, pad_id=0)  # pads are masked: any id works
         acts = hook_activations(self.model, self.hook, batch.tokens, batch.attention_mask)
         return Chunk(batch.index, batch.tokens, acts.float(), batch.pool_mask.to(acts.device))
 

@@ -11,6 +11,7 @@ from saelab.autointerp.scorers.metrics import median_margin
 
 
 def metrics_of(frame: pd.DataFrame) -> list[str]:
+    """The metrics a records frame holds: every ``score_M`` column but the timing."""
     return [c.removeprefix("score_") for c in frame.columns if c.startswith("score_") and c != "score_seconds"]
 
 

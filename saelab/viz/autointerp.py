@@ -18,6 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from saelab.autointerp.summary import metrics_of
 from saelab.viz.highlight import CSS, TokenHighlight
 from saelab.viz.style import apply_layout, check_frame, short_label, unique_in_order
 
@@ -51,13 +52,8 @@ def metric_label(metric: str) -> str:
     return METRIC_LABELS.get(metric, metric.replace("_", " "))
 
 
-def frame_metrics(frame: pd.DataFrame) -> list[str]:
-    """The metrics a records frame holds (every ``score_M`` column but the timing)."""
-    return [c.removeprefix("score_") for c in frame.columns if c.startswith("score_") and c != "score_seconds"]
-
-
 def _check_metrics(frame: pd.DataFrame, metrics: Sequence[str] | None) -> list[str]:
-    chosen = list(metrics) if metrics is not None else frame_metrics(frame)
+    chosen = list(metrics) if metrics is not None else metrics_of(frame)
     if not chosen:
         raise ValueError("frame has no score_* columns; score the explanations first (run_autointerp)")
     check_frame(frame, ["explainer", *(f"{kind}_{m}" for m in chosen for kind in ("score", "shuffled"))], "frame")

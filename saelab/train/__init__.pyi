@@ -43,5 +43,6 @@ from .registry import (
     make_sae as make_sae,
 )
 from .relu import ReLUConfig as ReLUConfig, TrainableReLUSAE as TrainableReLUSAE
+from .snapshots import Snapshot as Snapshot, list_snapshots as list_snapshots, load_snapshots as load_snapshots
 from .topk import TopKConfig as TopKConfig, TrainableTopKSAE as TrainableTopKSAE
 from .trainer import RunConfig as RunConfig, TrainResult as TrainResult, fit as fit

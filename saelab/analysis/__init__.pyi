@@ -7,6 +7,7 @@ from .examples import (
     rank_text_features as rank_text_features,
     token_profile as token_profile,
     top_examples as top_examples,
+    top_examples_in as top_examples_in,
 )
 from .feature import (
     FeatureSummary as FeatureSummary,

@@ -4,7 +4,7 @@ stream of texts, which token strings carry a feature, and a text's top features.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -81,14 +81,39 @@ def top_examples(
     context windows: memory O(len(features) x top x window), whatever the corpus.
     ``window = (before, after)`` context tokens around each example.
     """
-    top = check_top(top)
     ids = check_feature_ids(features, sae.cfg.d_sae)
+    chunk_size = check_top(chunk_size if chunk_size is not None else 4 * batch_size, "chunk_size")
+    total = len(texts) if isinstance(texts, Sequence) else None
+
+    def chunks() -> Iterator[PerTokenFeatures]:
+        iterator = iter(texts)
+        with tqdm(total=total, desc="top examples", disable=not progress, leave=False, unit="text") as bar:
+            while chunk := list(itertools.islice(iterator, chunk_size)):
+                yield extract_per_token(model, sae, chunk, batch_size=batch_size, progress=False)
+                bar.update(len(chunk))
+
+    return _top_over(chunks(), ids, int(sae.cfg.d_sae), top, window)
+
+
+def top_examples_in(
+    per_token: PerTokenFeatures, features: Sequence[int], *, top: int = 10, window: tuple[int, int] = (8, 4)
+) -> TopExamples:
+    """:func:`top_examples` from per-token features already at hand (e.g. those of
+    ``saelab.cached_per_token``): the same result, with no model pass."""
+    ids = check_feature_ids(features, per_token.d_sae)
+    return _top_over([per_token], ids, per_token.d_sae, top, window)
+
+
+def _top_over(
+    chunks: Iterable[PerTokenFeatures], ids: list[int], d_sae: int, top: int, window: tuple[int, int]
+) -> TopExamples:
+    """The running top ``top`` tokens of each feature over consecutive chunks of texts."""
+    top = check_top(top)
     if len(window) != 2 or any(not isinstance(w, (int, np.integer)) or w < 0 for w in window):
         raise ValueError(f"window must be (before, after) with non-negative integers, got {window!r}")
     before, after = window  # any length-2 sequence, e.g. a list, becomes a tuple
     window = (before, after)
-    chunk_size = check_top(chunk_size if chunk_size is not None else 4 * batch_size, "chunk_size")
-    slot_of = torch.full((sae.cfg.d_sae,), -1, dtype=torch.long)
+    slot_of = torch.full((d_sae,), -1, dtype=torch.long)
     slot_of[ids] = torch.arange(len(ids))
     state = _RunningTop(
         values=torch.full((top, len(ids)), -torch.inf),
@@ -96,16 +121,12 @@ def top_examples(
         position=torch.full((top, len(ids)), -1, dtype=torch.long),
     )
     contexts: _Contexts = {}
-    iterator, offset = iter(texts), 0
-    total = len(texts) if isinstance(texts, Sequence) else None
-    with tqdm(total=total, desc="top examples", disable=not progress, leave=False, unit="text") as bar:
-        while chunk := list(itertools.islice(iterator, chunk_size)):
-            per_token = extract_per_token(model, sae, chunk, batch_size=batch_size, progress=False)
-            block = _feature_block(per_token, slot_of, len(ids))
-            state, new = _merge_top_k(state, block, per_token, offset)
-            contexts = _update_contexts(contexts, state, new, block, per_token, offset, window)
-            offset += len(chunk)
-            bar.update(len(chunk))
+    offset = 0
+    for per_token in chunks:
+        block = _feature_block(per_token, slot_of, len(ids))
+        state, new = _merge_top_k(state, block, per_token, offset)
+        contexts = _update_contexts(contexts, state, new, block, per_token, offset, window)
+        offset += per_token.n_texts
     if offset == 0:
         raise ValueError("texts is empty; pass at least one text")
     return TopExamples(frame=_examples_frame(state, contexts, ids), features=ids, top=top, window=window)

@@ -57,6 +57,9 @@ def test_streamed_top_examples_equal_brute_force(model, sae):
     assert whole.frame.drop(columns=["context_tokens", "context_values"]).equals(
         streamed.frame.drop(columns=["context_tokens", "context_values"])
     )
+    # From per-token features already at hand: the same examples, with no model pass.
+    at_hand = analysis.top_examples_in(everything, FEATURES, top=k, window=window)
+    assert at_hand.frame.equals(streamed.frame)
 
 
 def test_top_examples_rejects_bad_input(model, sae):
@@ -66,6 +69,8 @@ def test_top_examples_rejects_bad_input(model, sae):
         analysis.top_examples(model, sae, iter([]), [1], progress=False)
     with pytest.raises(ValueError, match="window"):
         analysis.top_examples(model, sae, TEXTS, [1], window=(-1, 2), progress=False)
+    with pytest.raises(ValueError, match="out of range"):
+        analysis.top_examples_in(saelab.extract_per_token(model, sae, TEXTS[:1]), [64])
     result = analysis.top_examples(model, sae, TEXTS[:1], [1], top=1, progress=False)
     with pytest.raises(ValueError, match="not requested"):
         result.for_feature(2)

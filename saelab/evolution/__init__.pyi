@@ -20,11 +20,13 @@ from .maps import (
     group_closeness as group_closeness,
 )
 from .matching import (
+    MAX_MATRIX_BYTES as MAX_MATRIX_BYTES,
     FeatureMatches as FeatureMatches,
     Similarities as Similarities,
     best_of as best_of,
     match_features as match_features,
     matches_from as matches_from,
+    matching_memory as matching_memory,
     similarities as similarities,
 )
 from .samples import per_token_pairs as per_token_pairs, store_pairs as store_pairs, text_pairs as text_pairs

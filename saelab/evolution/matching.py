@@ -224,10 +224,17 @@ def _width(sae: Any) -> int | None:
     return int(shape[1]) if shape is not None and len(shape) == 2 else None
 
 
+def matching_memory(n_a: int, n_b: int) -> int:
+    """Bytes that matching ``n_a`` x ``n_b`` features holds at its peak: three float32
+    ``[n_a, n_b]`` similarities (measured and two nulls) and the float64 sums behind them."""
+    return n_a * n_b * (3 * 4 + 8)
+
+
 def _check_size(n_a: int, n_b: int) -> None:
-    needed = n_a * n_b * (3 * 4 + 8)
+    needed = matching_memory(n_a, n_b)
     if needed > MAX_MATRIX_BYTES:
         raise ValueError(
-            f"Matching {n_a:,} x {n_b:,} features needs about {needed / 1024**3:.1f} GiB; "
-            "match a subset (pass decoder rows or activation columns of the features you care about)."
+            f"Matching {n_a:,} x {n_b:,} features needs about {needed / 1024**3:.1f} GiB (the limit is "
+            f"{MAX_MATRIX_BYTES / 1024**3:.0f} GiB); match a subset (pass decoder rows or activation "
+            "columns of the features you care about)."
         )

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
@@ -33,6 +34,21 @@ def atomic_save_tensors(path: Path, tensors: dict[str, Tensor]) -> None:
         save_file(tensors, str(tmp))
         fsync_path(tmp)
         os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_torch_save(path: Path, obj: object) -> None:
+    """``torch.save`` under ``<name>.<pid>.tmp`` (a name no checkpoint or snapshot pattern
+    matches), flushed to disk, renamed into place, and the rename itself made durable."""
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        fsync_path(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from saelab._util.atomic import fsync_path
+from saelab._util.atomic import atomic_torch_save
 
 log = logging.getLogger(__name__)
 
@@ -92,16 +92,7 @@ def save_checkpoint(folder: str | Path, step: int, state: dict[str, Any], *, kee
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     final = checkpoint_path(folder, step)
-    tmp = final.with_name(final.name + f".{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save({"step": step, **state}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
-        fsync_path(folder)  # make the rename itself durable
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_torch_save(final, {"step": step, **state})
     for old in list_checkpoints(folder)[:-keep]:
         old.unlink(missing_ok=True)
     return final

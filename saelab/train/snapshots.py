@@ -17,7 +17,6 @@ Files are written as checkpoints are (a temporary name, flushed, renamed) and lo
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from saelab._util.atomic import fsync_path
+from saelab._util.atomic import atomic_torch_save
 from saelab.train.base import TrainableSAE
 from saelab.train.config import TrainConfig
 from saelab.train.export import to_sae_lens
@@ -89,16 +88,7 @@ def save_snapshot(folder: str | Path, step: int, sae: TrainableSAE[Any]) -> Path
     final.parent.mkdir(parents=True, exist_ok=True)
     state = {"step": step, "sae": {k: v.detach().cpu() for k, v in sae.state_dict().items()},
              "cfg": sae.cfg.to_dict()}  # fmt: skip
-    tmp = final.with_name(final.name + f".{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
-        fsync_path(final.parent)  # make the rename itself durable
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_torch_save(final, state)
     return final
 
 

@@ -30,10 +30,18 @@ from tqdm.auto import tqdm
 
 from saelab._util.config import JsonConfig
 from saelab.evolution.events import EVENTS, UnionFind, count_events, event_of_links, links_between
-from saelab.evolution.matching import METHODS, FeatureMatches, Similarities, matches_from, similarities
+from saelab.evolution.matching import (
+    METHODS,
+    FeatureMatches,
+    Similarities,
+    best_matches,
+    good,
+    matches_from,
+    similarities,
+)
 from saelab.evolution.nulls import threshold_from_null
 from saelab.evolution.samples import per_token_pairs
-from saelab.evolution.similarity import check_same_width
+from saelab.evolution.similarity import check_same_width, decoder_width
 
 if TYPE_CHECKING:
     from saelab.extract.per_token import PerTokenFeatures
@@ -235,28 +243,22 @@ def _matches(sims: Similarities, config: LineageConfig) -> tuple[FeatureMatches,
     if one_to_one:
         as_null = Similarities(sims.kind, sims.null_check, sims.null, sims.null, sims.n_tokens)
         return real, back, matches_from(as_null, one_to_one=True, null_quantile=config.null_quantile, top=1)
-    null = dataclasses.replace(real, best=_best(sims.null_check, 1, real.threshold),
-                               best_b=_best(sims.null_check, 0, real.threshold), pairs=real.pairs.iloc[:0])  # fmt: skip
+    null = dataclasses.replace(
+        real, best=best_matches(sims.null_check, real.threshold),
+        best_b=best_matches(sims.null_check.T, real.threshold), pairs=real.pairs.iloc[:0],
+    )  # fmt: skip
     return real, back, null
 
 
 def _flagged(best: pd.DataFrame, threshold: float) -> pd.DataFrame:
     """The same best matches, flagged against another threshold (NaN similarity: unassigned)."""
-    return best.assign(matched=np.nan_to_num(best["similarity"].to_numpy(dtype=float), nan=-np.inf) >= threshold)
+    return best.assign(matched=good(best["similarity"].to_numpy(dtype=float), threshold))
 
 
 def _top1(best: pd.DataFrame) -> pd.DataFrame:
     kept = best.loc[best["best_match"].to_numpy() >= 0]
     return pd.DataFrame({"feature_a": kept.index.to_numpy(), "feature_b": kept["best_match"].to_numpy(),
                          "similarity": kept["similarity"].to_numpy(), "rank": 1})  # fmt: skip
-
-
-def _best(similarity: np.ndarray, axis: int, threshold: float) -> pd.DataFrame:
-    """Best match of every row (``axis=1``) or column (``axis=0``) of ``similarity``."""
-    idx = similarity.argmax(axis=axis)
-    value = similarity[np.arange(len(idx)), idx] if axis == 1 else similarity[idx, np.arange(len(idx))]
-    frame = pd.DataFrame({"best_match": idx, "similarity": value, "matched": value >= threshold})
-    return frame.rename_axis("feature")
 
 
 def _links_and_events(
@@ -287,14 +289,8 @@ def _components(hooks: tuple[str, ...], n_features: dict[str, int], links: pd.Da
     })  # fmt: skip
 
 
-def _d_in(sae: Any) -> int | None:
-    weights = getattr(sae, "W_dec", sae)
-    shape = getattr(weights, "shape", None)
-    return int(shape[1]) if shape is not None and len(shape) == 2 else None
-
-
 def _check_widths(saes: Mapping[str, Any]) -> None:
-    widths = {hook: _d_in(sae) for hook, sae in saes.items()}
+    widths = {hook: decoder_width(sae) for hook, sae in saes.items()}
     known = {h: w for h, w in widths.items() if w is not None}
     if len(set(known.values())) > 1:
         first = next(iter(known))

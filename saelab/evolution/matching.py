@@ -31,6 +31,7 @@ from saelab.evolution.similarity import (
     as_csr,
     check_same_width,
     decoder_directions,
+    decoder_width,
     dims,
 )
 
@@ -123,7 +124,7 @@ def similarities(
         if sample is None:
             raise ValueError("Activation matching needs a token sample: pass sample=per_token_pairs(...), "
                              "text_pairs(...) or store_pairs(...) from saelab.evolution")
-        width_a, width_b = _width(sae_a), _width(sae_b)
+        width_a, width_b = decoder_width(sae_a), decoder_width(sae_b)
         if width_a is not None and width_b is not None:
             check_same_width(width_a, width_b)
         return activation_similarities(sample, seed)
@@ -171,8 +172,8 @@ def matches_from(sims: Similarities, *, one_to_one: bool = False, null_quantile:
         best_b = _assigned(real.shape[1], cols, rows, real[rows, cols], threshold)
         pairs = pd.DataFrame({"feature_a": rows, "feature_b": cols, "similarity": real[rows, cols], "rank": 1})
     else:
-        best_a = _best(real, threshold)
-        best_b = _best(real.T, threshold)
+        best_a = best_matches(real, threshold)
+        best_b = best_matches(real.T, threshold)
         pairs = top_pairs(real, top)
     null_rate = float((sims.null_check.max(axis=1) >= threshold).mean())
     return FeatureMatches(
@@ -202,26 +203,26 @@ def best_of(matches: FeatureMatches, features: Iterable[int]) -> pd.DataFrame:
     return matches.best.loc[ids]
 
 
-def _best(similarity: Float[np.ndarray, "n m"], threshold: float) -> pd.DataFrame:
+def best_matches(similarity: Float[np.ndarray, "n m"], threshold: float) -> pd.DataFrame:
+    """Each row's best column (index ``feature``): ``best_match, similarity, matched``; pass
+    ``similarity.T`` for the columns' best rows."""
     idx = similarity.argmax(axis=1)
     value = similarity[np.arange(len(idx)), idx]
-    frame = pd.DataFrame({"best_match": idx, "similarity": value, "matched": value >= threshold})
+    frame = pd.DataFrame({"best_match": idx, "similarity": value, "matched": good(value, threshold)})
     return frame.rename_axis("feature")
+
+
+def good(similarity: np.ndarray, threshold: float) -> np.ndarray:
+    """Which similarities reach ``threshold``; NaN (a feature left unassigned) never does."""
+    return np.nan_to_num(similarity, nan=-np.inf) >= threshold
 
 
 def _assigned(n: int, own: np.ndarray, other: np.ndarray, value: np.ndarray, threshold: float) -> pd.DataFrame:
     best = np.full(n, -1)
     sim = np.full(n, np.nan, dtype=np.float32)
     best[own], sim[own] = other, value
-    matched = np.nan_to_num(sim, nan=-np.inf) >= threshold  # unassigned features have no match
-    frame = pd.DataFrame({"best_match": best, "similarity": sim, "matched": matched})
+    frame = pd.DataFrame({"best_match": best, "similarity": sim, "matched": good(sim, threshold)})
     return frame.rename_axis("feature")
-
-
-def _width(sae: Any) -> int | None:
-    weights = getattr(sae, "W_dec", sae)
-    shape = getattr(weights, "shape", None)
-    return int(shape[1]) if shape is not None and len(shape) == 2 else None
 
 
 def matching_memory(n_a: int, n_b: int) -> int:

@@ -47,6 +47,14 @@ def decoder_directions(sae_or_directions: Any, name: str = "sae") -> Float[Tenso
     return weights / norms
 
 
+def decoder_width(sae_or_directions: Any) -> int | None:
+    """``d_in`` of an SAE or a ``[d_sae, d_in]`` matrix of directions, read without copying;
+    None when it has no 2-D decoder to read it from."""
+    weights = getattr(sae_or_directions, "W_dec", sae_or_directions)
+    shape = getattr(weights, "shape", None)
+    return int(shape[1]) if shape is not None and len(shape) == 2 else None
+
+
 def check_same_width(d_a: int, d_b: int, what: str = "d_in") -> None:
     if d_a != d_b:
         raise ValueError(

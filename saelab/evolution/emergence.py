@@ -31,7 +31,7 @@ from jaxtyping import Bool
 from saelab.analysis._checks import as_numpy, check_feature_ids, check_unit
 from saelab.analysis.specialists import specialists
 from saelab.evolution.matching import decoder_similarities, matches_from
-from saelab.evolution.similarity import check_same_width, decoder_directions
+from saelab.evolution.similarity import decoder_directions
 
 if TYPE_CHECKING:
     from saelab.analysis._checks import Pooled
@@ -91,7 +91,6 @@ def feature_emergence(
     blocks, rows = [], []
     for step, snapshot in items:
         dirs = decoder_directions(getattr(snapshot, "sae", snapshot), f"the snapshot of step {step}")
-        check_same_width(final_dirs.shape[1], dirs.shape[1])
         # A seed per step: each snapshot's null is its own draw, the same whatever else is passed.
         sims = decoder_similarities(final_dirs, dirs, seed=seed + 2 * step)
         matches = matches_from(sims, null_quantile=null_quantile, top=1)

@@ -217,8 +217,10 @@ def _convert_from_gguf(name: str, spec: EmbeddedModelSpec, dtype: torch.dtype) -
             state_dict = get_pretrained_state_dict(tmp, cfg, hf_model=hf_model, dtype=dtype)
             model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
             model.load_and_process_state_dict(state_dict, **_PROCESSING)
-    # TransformerLens names the model after the temp folder; SAE metadata needs the real name.
+    # TransformerLens names the model (and its tokenizer) after the temp folder; SAE metadata
+    # needs the real name, and a random path would make every conversion look different.
     model.cfg.model_name = name
+    model.cfg.tokenizer_name = name
     return model
 
 

@@ -47,8 +47,10 @@ class Profile:
         if self.default_hook not in self.hooks:
             raise ValueError(f"default_hook {self.default_hook!r} is not one of hooks {self.hooks}")
 
-    def load_model(self, device: str | torch.device | None = None) -> HookedTransformer:
-        return load_model(self.model_name, device, from_pretrained_kwargs=self.model_kwargs)
+    def load_model(
+        self, device: str | torch.device | None = None, dtype: torch.dtype = torch.float32
+    ) -> HookedTransformer:
+        return load_model(self.model_name, device, dtype=dtype, from_pretrained_kwargs=self.model_kwargs)
 
     def load_sae(self, hook: str | None = None, device: str | torch.device | None = None) -> SAE:
         hook = hook or self.default_hook

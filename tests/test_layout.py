@@ -17,7 +17,7 @@ MAX_FUNCTION_LINES = 60
 # Lower layers first; a module may import saelab modules of its own layer or below only.
 LAYERS: dict[str, int] = {
     "_util": 0,
-    "data": 1, "models": 1,
+    "data": 1, "models": 1, "distributed": 1,
     "saes": 2,
     "profiles": 3,
     "extract": 4,

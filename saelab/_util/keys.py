@@ -76,6 +76,9 @@ _RUNTIME_CONFIG_FIELDS = frozenset(
         "device", "n_devices", "init_weights", "seed", "n_params", "initializer_range",
         "use_attn_result", "use_split_qkv_input", "use_hook_mlp_in", "use_attn_in", "use_hook_tokens",
         "checkpoint_index", "checkpoint_label_type", "checkpoint_value", "from_checkpoint",
+        # Where the tokenizer was read from (a temporary folder, for a converted model); the
+        # tokenizer itself is in the identity through its digest.
+        "tokenizer_name",
     }
 )  # fmt: skip
 

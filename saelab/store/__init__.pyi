@@ -1,6 +1,15 @@
 # Public names of this package, imported on first use (lazy_loader reads this stub);
 # `name as name` marks each as re-exported for type checkers.
-from . import batches as batches, build as build, config as config, manifest as manifest, pack as pack, reader as reader
+from . import (
+    batches as batches,
+    build as build,
+    config as config,
+    distributed as distributed,
+    manifest as manifest,
+    pack as pack,
+    reader as reader,
+    shards as shards,
+)
 from .batches import BatchIterator as BatchIterator
 from .build import build_store as build_store, store_key as store_key, store_path as store_path
 from .config import (

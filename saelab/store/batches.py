@@ -29,6 +29,12 @@ class BatchIterator(Iterator[Tensor]):
 
     ``position`` is the number of batches served so far, counted from the start of epoch 0
     (``start_batch`` included); save it with the seed to resume exactly.
+
+    With ``world_size > 1`` it serves rank ``rank``'s share of each batch: rows
+    ``[rank * s, (rank + 1) * s)`` with ``s = batch_size / world_size``, so the ranks of a
+    data-parallel run together see exactly the batches one process would. Every rank fills
+    the same shuffle buffers (the reads repeat; the operating system's page cache shares
+    them on one machine) and keeps its rows.
     """
 
     def __init__(
@@ -45,6 +51,8 @@ class BatchIterator(Iterator[Tensor]):
         start_batch: int,
         drop_last: bool,
         device: torch.device,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -52,6 +60,11 @@ class BatchIterator(Iterator[Tensor]):
             raise ValueError(f"epochs must be >= 0 or None (forever), got {epochs}")
         if start_batch < 0:
             raise ValueError(f"start_batch must be >= 0, got {start_batch}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size) and world_size >= 1, got rank={rank}, {world_size=}")
+        if batch_size % world_size:
+            raise ValueError(f"batch_size={batch_size} must split evenly over world_size={world_size} ranks")
+        self.rank, self.world_size = rank, world_size
         self.store, self.hook, self.batch_size, self.split = store, hook, batch_size, split
         self.shuffle, self.seed, self.epochs, self.drop_last, self.device = shuffle, seed, epochs, drop_last, device
         self.memory_budget_bytes = memory_budget_bytes
@@ -92,6 +105,8 @@ class BatchIterator(Iterator[Tensor]):
             "epochs": self.epochs,
             "start_batch": self.position,
             "drop_last": self.drop_last,
+            "rank": self.rank,
+            "world_size": self.world_size,
         }
 
     def __next__(self) -> Float[Tensor, "batch d_in"]:
@@ -145,10 +160,19 @@ class BatchIterator(Iterator[Tensor]):
                 cursor += take
                 if len(rows) == self.batch_size or cursor >= end:
                     carry = None
-                    yield rows.to(self.device).float()
+                    yield self._deliver(rows)
                 else:
                     carry = rows.clone()
             del buffer
+
+    def _deliver(self, rows: Tensor) -> Float[Tensor, "share d_in"]:
+        """This rank's share of a batch, as fp32 on the device. Copies to a GPU go through
+        pinned memory, so they run asynchronously (the next step queues behind them)."""
+        if self.world_size > 1:
+            rows = torch.tensor_split(rows, self.world_size)[self.rank]
+        if self.device.type == "cuda":
+            return rows.pin_memory().to(self.device, non_blocking=True).float()
+        return rows.to(self.device).float()
 
     def _permutation(self, epoch: int, group: int, n: int) -> Tensor:
         if not self.shuffle:

@@ -38,21 +38,16 @@ How it works:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import math
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from jaxtyping import Bool, Int
-from torch import Tensor
-from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from saelab._util.atomic import atomic_save_tensors
@@ -62,9 +57,14 @@ from saelab.corpus.mix import corpus_fingerprint, iter_tagged_documents, labelle
 from saelab.extract.hooks import run_hooks
 from saelab.extract.tokens import bos_token_id, tokenizer_of
 from saelab.store.config import STORE_FORMAT, STORE_VERSION, StoreConfig
-from saelab.store.manifest import is_complete, read_tokens, tokens_digest, write_manifest
+from saelab.store.distributed import build_across
+from saelab.store.manifest import exclusive, is_complete, read_tokens, tokens_digest, write_manifest
 from saelab.store.pack import keep_mask, pack_rows, take_sequences
 from saelab.store.reader import ActivationStore
+from saelab.store.shards import fill, finish, missing_shards, progress_bar, valid_shards
+
+if TYPE_CHECKING:
+    from saelab.distributed.world import World
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +74,15 @@ def build_store(
     corpus: CorpusConfig | Sequence[str],
     store_cfg: StoreConfig,
     progress: bool = True,
+    world: World | None = None,
 ) -> ActivationStore:
     """Build (or reuse, or resume) the activation store for ``model`` on ``corpus``.
 
     ``corpus`` is a :class:`~saelab.corpus.CorpusConfig` or a list of texts. A complete store
-    with the same cache key is returned as is; an interrupted one continues after its last
-    complete shard.
+    with the same cache key is returned as is; an interrupted one continues with the shards
+    it lacks. With ``world`` (a torchrun job, :func:`saelab.distributed.join`) every rank
+    computes its own share of the shards: :mod:`saelab.store.distributed`. The result is
+    the same store, by key and content, as one process builds.
     """
     _check_model(model, store_cfg)
     key = store_key(model, corpus, store_cfg)
@@ -87,14 +90,29 @@ def build_store(
     if is_complete(path):
         log.info("Reusing activation store %s", path)
         return ActivationStore.open(path, held_out_fraction=store_cfg.held_out_fraction)
-    path.mkdir(parents=True, exist_ok=True)
-    with _exclusive(path):
-        if is_complete(path):  # another process finished it while we waited
-            return ActivationStore.open(path, held_out_fraction=store_cfg.held_out_fraction)
-        _remove_temporaries(path)
-        manifest = _resume_or_start(path, key, model, corpus, store_cfg)
-        _fill_shards(path, manifest, model, store_cfg, progress)
+    if world is not None:
+        if world.world_size == 1:  # a job of one: no one to share with, and no one to wait for
+            world = None
+        else:
+            prepare = lambda: _prepare(path, key, model, corpus, store_cfg)  # noqa: E731
+            build_across(path, key, world, prepare, model, store_cfg, progress)
+    if world is None:
+        with exclusive(path):
+            manifest = _prepare(path, key, model, corpus, store_cfg)
+            if not manifest.get("complete"):
+                _fill_shards(path, manifest, model, store_cfg, progress)
     return ActivationStore.open(path, held_out_fraction=store_cfg.held_out_fraction)
+
+
+def _prepare(
+    path: Path, key: str, model: HookedTransformer, corpus: CorpusConfig | Sequence[str], cfg: StoreConfig
+) -> dict[str, Any]:
+    """The manifest to build from: the complete one when another process finished the store
+    meanwhile, an interrupted build's (its finished shards kept), or a fresh one."""
+    if is_complete(path):
+        return json.loads((path / "manifest.json").read_text())
+    _remove_temporaries(path)
+    return _resume_or_start(path, key, model, corpus, cfg)
 
 
 def store_path(model: HookedTransformer, corpus: CorpusConfig | Sequence[str], store_cfg: StoreConfig) -> Path:
@@ -170,22 +188,6 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
-@contextlib.contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the store folder, so two processes never build one store."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no locking, builds are still atomic per file
-        yield
-        return
-    with open(path / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _remove_temporaries(path: Path) -> None:
     for tmp in path.rglob(".*.tmp-*"):
         tmp.unlink(missing_ok=True)
@@ -200,13 +202,9 @@ def _resume_or_start(
         manifest = json.loads(manifest_path.read_text())
         tokens = read_tokens(path, manifest)
         if tokens is not None:
-            kept = []
-            for shard in manifest["shards"]:
-                if not all((path / f).is_file() for f in shard["files"].values()):
-                    break
-                kept.append(shard)
-            manifest["shards"] = kept
-            log.info("Resuming activation store %s after %d complete shard(s)", path, len(kept))
+            # Shards finished by any process of an earlier build, one or several.
+            manifest["shards"] = valid_shards(path, manifest)
+            log.info("Resuming activation store %s with %d complete shard(s)", path, len(manifest["shards"]))
             return manifest
         log.warning("Token file of %s is missing or corrupt; starting the build over", path)
     return _start(path, key, model, corpus, cfg)
@@ -275,73 +273,12 @@ def _fill_shards(
     path: Path, manifest: dict[str, Any], model: HookedTransformer, cfg: StoreConfig, progress: bool
 ) -> None:
     """Compute and write every shard the manifest does not list yet, then mark it complete."""
-    tokens = read_tokens(path, manifest)
-    if tokens is None:
-        raise ValueError(f"The token file of {path} vanished during the build; run build_store again.")
-    mask = keep_mask(tokens, cfg.exclude_bos, manifest["excluded_token_ids"])
-    per_shard = manifest["seqs_per_shard"]
-    n_shards = math.ceil(manifest["n_seq"] / per_shard)
-    done_rows = sum(s["n_rows"] for s in manifest["shards"])
-    bar = tqdm(
-        total=manifest["n_rows"],
-        initial=done_rows,
-        unit="tok",
-        unit_scale=True,
-        desc=f"activations x{len(cfg.hooks)} hooks",
-        disable=not progress,
-    )
-    start, new_rows = time.perf_counter(), 0
-    with bar:
-        for index in range(len(manifest["shards"]), n_shards):
-            lo, hi = index * per_shard, min((index + 1) * per_shard, manifest["n_seq"])
-            acts = _shard_activations(model, tokens[lo:hi], mask[lo:hi], cfg, bar)
-            manifest["shards"].append(_write_shard(path, index, lo, hi, acts))
-            new_rows += manifest["shards"][-1]["n_rows"]
-            write_manifest(path, manifest)
-    seconds = time.perf_counter() - start
-    manifest["complete"] = True
-    manifest["build"] = {"seconds": round(seconds, 3), "tokens_per_s": round(new_rows / max(seconds, 1e-9), 1)}
-    write_manifest(path, manifest)
-    log.info("Activation store %s complete: %d rows x %d hooks", path, manifest["n_rows"], len(cfg.hooks))
+    start = time.perf_counter()
 
+    def written(entry: dict[str, Any]) -> None:
+        manifest["shards"] = sorted([*manifest["shards"], entry], key=lambda s: s["index"])
+        write_manifest(path, manifest)
 
-def _shard_activations(
-    model: HookedTransformer,
-    tokens: Int[Tensor, "seq pos"],
-    mask: Bool[Tensor, "seq pos"],
-    cfg: StoreConfig,
-    bar: tqdm,
-) -> dict[str, Tensor]:
-    """Kept positions' activations at every hook, ``[rows, d_in]`` in the store dtype (CPU)."""
-    dtype = getattr(torch, cfg.dtype)
-    n_rows = int(mask.sum())
-    out: dict[str, Tensor] = {}
-    row = 0
-    for start in range(0, tokens.shape[0], cfg.model_batch_size):
-        batch_mask = mask[start : start + cfg.model_batch_size]
-        acts = run_hooks(model, cfg.hooks, tokens[start : start + cfg.model_batch_size])
-        n = int(batch_mask.sum())
-        for hook, act_BPD in acts.items():
-            if hook not in out:
-                out[hook] = torch.empty((n_rows, act_BPD.shape[-1]), dtype=dtype)
-            kept_ND = act_BPD[batch_mask.to(act_BPD.device)].to(dtype)
-            if not torch.isfinite(kept_ND).all():
-                raise FloatingPointError(
-                    f"Activations at {hook} overflow {cfg.dtype}; build with "
-                    "StoreConfig(dtype='bfloat16') or dtype='float32'."
-                )
-            out[hook][row : row + n] = kept_ND.cpu()
-        row += n
-        bar.update(n)
-    return out
-
-
-def _write_shard(path: Path, index: int, lo: int, hi: int, acts: dict[str, Tensor]) -> dict[str, Any]:
-    files = {}
-    for hook, rows_ND in acts.items():
-        rel = f"{hook}/shard_{index:05d}.safetensors"
-        (path / hook).mkdir(exist_ok=True)
-        atomic_save_tensors(path / rel, {"acts": rows_ND.contiguous()})
-        files[hook] = rel
-    n_rows = next(iter(acts.values())).shape[0]
-    return {"index": index, "seq_start": lo, "seq_end": hi, "n_rows": n_rows, "files": files}
+    with progress_bar(manifest, cfg, progress) as bar:
+        new_rows = fill(path, manifest, model, cfg, missing_shards(manifest), bar, written)
+    finish(path, manifest, new_rows, time.perf_counter() - start)

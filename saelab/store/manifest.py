@@ -1,9 +1,11 @@
-"""The files of a store folder: the manifest and the token file, each written atomically."""
+"""The files of a store folder: the manifest and the token file, each written atomically, and
+the lock that keeps two builds of one store apart."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,3 +45,20 @@ def read_tokens(path: Path, manifest: dict[str, Any]) -> Tensor | None:
 def tokens_digest(tokens: Tensor) -> str:
     """The digest the manifest records for its token file."""
     return tensors_digest({"tokens": tokens.to(torch.int32)})
+
+
+@contextlib.contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the store folder, so two processes never build one store."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no locking, builds are still atomic per file
+        yield
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

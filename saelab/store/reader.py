@@ -152,6 +152,8 @@ class ActivationStore:
         start_batch: int = 0,
         drop_last: bool = False,
         device: str | torch.device | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> BatchIterator:
         """Batches of ``[batch_size, d_in]`` fp32 activations on ``device`` (None: CUDA if present).
 
@@ -166,6 +168,10 @@ class ActivationStore:
         shuffle. The order is a pure function of ``seed``, the epoch and the buffer index, so
         ``start_batch=k`` (counted across epochs) yields exactly what a fresh iterator yields
         after its first ``k`` batches, loading only what those need.
+
+        ``rank`` and ``world_size`` serve one rank's share of every batch (``batch_size /
+        world_size`` rows) for data-parallel training; the shares of all ranks make up the
+        batches of ``world_size=1``.
         """
         return BatchIterator(
             self,
@@ -179,6 +185,8 @@ class ActivationStore:
             start_batch=start_batch,
             drop_last=drop_last,
             device=torch.device(device) if device is not None else default_device(),
+            rank=rank,
+            world_size=world_size,
         )
 
     def batches_per_epoch(self, batch_size: int, split: Split = "train", drop_last: bool = False) -> int:

@@ -1,12 +1,20 @@
-"""Train an SAE from the command line.
+"""Train an SAE from the command line, in one process or across many with torchrun.
 
     python -m saelab.train --activation topk --layer 20 --tokens 2000000 --target-l0 32
     python -m saelab.train --activation batchtopk --k 32
     python -m saelab.train --activation relu --target-l0 32 --resume --use-wandb
+    python -m saelab.train --layers 15 20 25                    # three SAEs, one after another
+    torchrun --nproc_per_node=4 -m saelab.train --layer 20      # data-parallel over 4 GPUs/processes
+    torchrun --nproc_per_node=4 -m saelab.train --layers 15 20  # two SAEs at once, 2 ranks each
 
 Builds (or reuses) the activation store, optionally calibrates sparsity to --target-l0,
 trains with periodic atomic checkpoints (resume with --resume), saves the SAE in SAELens
 format, evaluates it on held-out tokens and prints a results table.
+
+Under torchrun every rank builds its share of the store, then the ranks are split into one
+group per hook; each group trains its SAE data-parallel (--batch-size is the global batch,
+split evenly over the group) and its first rank saves, evaluates and prints. A run resumes
+with any number of ranks, since the global batch does not change.
 """
 
 from __future__ import annotations
@@ -17,10 +25,19 @@ import logging
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from saelab._util.paths import cache_dir
 from saelab.train.config import TrainConfig
 from saelab.train.registry import architecture_names, get_architecture
+
+if TYPE_CHECKING:
+    from transformer_lens import HookedTransformer
+
+    from saelab.distributed import Replicas, World
+    from saelab.evals.harness import EvalResult
+    from saelab.store import ActivationStore
+    from saelab.train.trainer import TrainResult
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -34,6 +51,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--layer", type=int, default=None,
                         help="blocks.LAYER.hook_resid_pre (default: the profile's default hook)")
     parser.add_argument("--hook", default=None, help="any TransformerLens hook name (overrides --layer)")
+    parser.add_argument("--layers", type=int, nargs="+", default=None,
+                        help="train one SAE per layer (blocks.L.hook_resid_pre) from one store; under torchrun "
+                        "they train at once, one group of ranks each")
+    parser.add_argument("--hooks", nargs="+", default=None, help="like --layers, with any hook names")
     parser.add_argument("--tokens", type=int, default=2_000_000, help="training tokens (steps = tokens / batch size)")
     parser.add_argument("--store-tokens", type=int, default=None,
                         help="rows in the activation store (default: --tokens + 5%% held out)")
@@ -53,44 +74,105 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--use-wandb", action="store_true", help="log to W&B (WANDB_MODE=offline works)")
     parser.add_argument("--eval-sequences", type=int, default=64,
                         help="held-out sequences for the final evaluation (0: skip)")
-    parser.add_argument("--device", default=None)
-    return parser.parse_args(argv)
+    parser.add_argument("--device", default=None, help="default: CUDA if present (under torchrun: this rank's GPU)")
+    parser.add_argument("--model-dtype", choices=["float32", "bfloat16"], default="float32",
+                        help="dtype of the model forward that fills the store (bfloat16: for GPUs; a different store)")
+    parser.add_argument("--dist-timeout", type=float, default=1800.0,
+                        help="seconds any rank waits for the others before failing (torchrun runs only)")
+    args = parser.parse_args(argv)
+    if sum(x is not None for x in (args.hook, args.hooks, args.layers)) > 1:
+        parser.error("give one of --hook, --hooks and --layers")
+    return args
+
+
+def hooks_of(args: argparse.Namespace, default_hook: str) -> list[str]:
+    """The hooks to train SAEs on, in the order given."""
+    if args.hooks:
+        hooks = list(args.hooks)
+    elif args.layers:
+        hooks = [f"blocks.{layer}.hook_resid_pre" for layer in args.layers]
+    else:
+        hooks = [args.hook or (f"blocks.{args.layer}.hook_resid_pre" if args.layer is not None else default_hook)]
+    if len(set(hooks)) != len(hooks):
+        raise SystemExit(f"error: hooks repeat: {hooks}")
+    return hooks
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from saelab.distributed import join, leave
+
+    world = join(timeout_s=args.dist_timeout)  # None unless torchrun started this process
+    logging.basicConfig(level=logging.INFO if world is None or world.is_main else logging.WARNING, format="%(message)s")
+    try:
+        return _run(args, world)
+    finally:
+        leave()
+
+
+def _run(args: argparse.Namespace, world: World | None) -> int:
     # Heavy imports after argument parsing, so --help is instant.
+    import torch
+
     from saelab import profiles
-    from saelab.train.export import save_sae
-    from saelab.train.pipeline import activation_store, evaluate_saved, summary_table, train_on_store
-    from saelab.train.trainer import RunConfig, checkpoint_folder
+    from saelab.distributed import Replicas, split_world
+    from saelab.train.pipeline import activation_store
 
     profile = profiles.get(args.profile)
-    hook = args.hook or (f"blocks.{args.layer}.hook_resid_pre" if args.layer is not None else profile.default_hook)
-    model = profile.load_model(args.device)
-    steps = max(1, args.tokens // args.batch_size)
+    hooks = hooks_of(args, profile.default_hook)
+    if world is not None:  # ranks launched with different arguments would wait for each other forever
+        Replicas(ranks=tuple(range(world.world_size)), rank=world.rank).agree(vars(args), "the command-line arguments")
+    device = args.device or (str(world.device) if world is not None else None)
+    dtype = getattr(torch, args.model_dtype)
+    if world is not None and not world.is_main:
+        world.barrier()  # rank 0 converts and caches the model first, so the ranks do not all do it at once
+    model = profile.load_model(device, dtype=dtype)
+    if world is not None and world.is_main:
+        world.barrier()
     store_tokens = args.store_tokens or int(args.tokens * 1.06) + 1
-    store = activation_store(model, [hook], n_tokens=store_tokens, seed=args.seed)
+    store = activation_store(model, hooks, n_tokens=store_tokens, seed=args.seed, world=world)
+    if world is None:
+        results = {hook: _train_one(args, model, store, hook, None) for hook in hooks}
+    else:
+        group, replicas = split_world(world, len(hooks))
+        result = _train_one(args, model, store, hooks[group], replicas)
+        results = {hooks[group]: result} if replicas.is_leader else {}
+    if results:
+        from saelab.train.pipeline import summary_table
+
+        table = summary_table({f"{args.activation} @ {hook}": result for hook, result in results.items()})
+        print("\n" + table.T.to_string(float_format=lambda v: f"{v:.4f}" if not math.isnan(v) else "-"))
+    return 0
+
+
+def _train_one(args: argparse.Namespace, model: HookedTransformer, store: ActivationStore, hook: str,
+               replicas: Replicas | None) -> tuple[TrainResult, EvalResult | None]:
+    """Train, save and evaluate the SAE of one hook (saving and evaluating on the group's leader only)."""
+    from saelab.train.export import save_sae
+    from saelab.train.pipeline import evaluate_saved, train_on_store
+    from saelab.train.trainer import RunConfig, checkpoint_folder
+
+    steps = max(1, args.tokens // args.batch_size)
     cfg = build_config(
         args, d_in=model.cfg.d_model, steps=steps, model_name=model.cfg.model_name, hook=hook,
-        dataset=f"saelab offline mix, {store_tokens} tokens (store {store.key})",
+        dataset=f"saelab offline mix, {store.n_rows('all')} tokens (store {store.key})",
     )
     run = RunConfig(
         checkpoint_dir=str(checkpoint_folder(cache_dir() / "checkpoints", cfg)),
         checkpoint_every=args.checkpoint_every, resume=args.resume, use_wandb=args.use_wandb,
     )
     calibration_steps = args.calibration_steps or min(steps, 500)
-    result = train_on_store(store, cfg, run, target_l0=args.target_l0, calibration_steps=calibration_steps)
-    out = args.out or cache_dir() / "saes" / f"{args.activation}-{hook}"
+    result = train_on_store(store, cfg, run, target_l0=args.target_l0, calibration_steps=calibration_steps,
+                            replicas=replicas)
+    if replicas is not None and not replicas.is_leader:
+        return result.train, None
+    # Several SAEs go to one folder each, under --out when it is given.
+    several = len(args.hooks or args.layers or [hook]) > 1
+    out = (args.out / hook if several else args.out) if args.out else cache_dir() / "saes" / f"{args.activation}-{hook}"
     save_sae(result.sae, out)
     print(f"\nSaved SAE (SAELens format) to {out}")
-    evaluation = None
-    if args.eval_sequences:
-        evaluation = evaluate_saved(model, out, store, max_sequences=args.eval_sequences)
-    table = summary_table({f"{args.activation} @ {hook}": (result.train, evaluation)})
-    print("\n" + table.T.to_string(float_format=lambda v: f"{v:.4f}" if not math.isnan(v) else "-"))
-    return 0
+    evaluation = evaluate_saved(model, out, store, max_sequences=args.eval_sequences) if args.eval_sequences else None
+    return result.train, evaluation
 
 
 def build_config(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -27,6 +27,9 @@ from torch import Tensor, nn
 from saelab._util.device import default_device
 from saelab.train.config import TrainConfig
 from saelab.train.kernels.dense import column_counts, matmul
+
+if TYPE_CHECKING:
+    from saelab.distributed.replicas import Replicas
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
 
@@ -148,6 +151,9 @@ class TrainableSAE(nn.Module, Generic[C]):
         self.register_buffer("tokens_since_fired", torch.zeros(cfg.d_sae, dtype=torch.int64, device=device))
         self.register_buffer("input_scale", torch.ones((), dtype=dtype, device=device))
         self._workspace: Tensor | None = None  # scratch memory of the sparse kernels, not state
+        self.replicas: Replicas | None = None
+        """The ranks holding copies of this SAE in data-parallel training (set by the trainer),
+        whose batches together make the global batch; None when training alone."""
 
     @property
     def device(self) -> torch.device:
@@ -218,8 +224,15 @@ class TrainableSAE(nn.Module, Generic[C]):
             raise ValueError(f"forward_train expects a [batch, d_in] tensor, got shape {tuple(x.shape)}")
         x_BD = self._flat_input(x) * self.input_scale  # multiplying by 1.0 is exact
         out = self._train_forward(x_BD, kernel or self.cfg.kernel)
+        n_tokens = x_BD.shape[0]
+        if self.replicas is not None and self.training:
+            # Every copy must agree on which latents are dead, so count firing over the
+            # global batch; L0 then describes the global batch too.
+            out.fire_counts = self.replicas.sum_(out.fire_counts.clone())
+            n_tokens *= self.replicas.size
+            out.l0 = out.fire_counts.sum().to(x_BD.dtype) / n_tokens
         if self.training:
-            self._record_firing(out.fired, x_BD.shape[0])
+            self._record_firing(out.fired, n_tokens)
             self._observe(out)
         return out
 

@@ -18,6 +18,7 @@ selects with one flat top-k and computes densely.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -27,7 +28,7 @@ from torch import Tensor
 
 from saelab.train.base import TrainStepOutput
 from saelab.train.kernels.pairs import ActivePairs
-from saelab.train.kernels.select import batch_top_indices, batch_top_indices_reference
+from saelab.train.kernels.select import batch_top_indices, batch_top_indices_across, batch_top_indices_reference
 from saelab.train.registry import Architecture, Calibration
 from saelab.train.topk import TopKConfig, TopKFamilySAE
 
@@ -69,12 +70,20 @@ class TrainableBatchTopKSAE(TopKFamilySAE[BatchTopKConfig]):
     # Both select among pre rather than relu(pre): the same kept set wherever it matters,
     # since a winner at or below 0 contributes 0 either way.
 
+    # Under data parallelism "the batch" is the global batch, spread over the replicas.
+
     def _select(self, pre_BF: Tensor) -> ActivePairs:
-        flat_idx = batch_top_indices(pre_BF, self.cfg.k)
+        if self.replicas is not None:
+            flat_idx = batch_top_indices_across(pre_BF, self.cfg.k, self.replicas, batch_top_indices)
+        else:
+            flat_idx = batch_top_indices(pre_BF, self.cfg.k)
         return ActivePairs.from_flat(flat_idx, pre_BF.shape[0], self.cfg.d_sae)
 
     def _select_reference(self, pre_BF: Tensor) -> Float[Tensor, "batch d_sae"]:
-        flat_idx = batch_top_indices_reference(pre_BF, self.cfg.k)
+        if self.replicas is not None:
+            flat_idx = batch_top_indices_across(pre_BF, self.cfg.k, self.replicas, batch_top_indices_reference)
+        else:
+            flat_idx = batch_top_indices_reference(pre_BF, self.cfg.k)
         values = pre_BF.reshape(-1)[flat_idx].to(self.dtype).relu()
         flat = pre_BF.new_zeros(pre_BF.numel(), dtype=self.dtype).scatter(0, flat_idx, values)
         return flat.view(pre_BF.shape)
@@ -82,9 +91,12 @@ class TrainableBatchTopKSAE(TopKFamilySAE[BatchTopKConfig]):
     @torch.no_grad()
     def _observe(self, out: TrainStepOutput) -> None:
         kept = out.active_values
-        if kept.numel() > 0:
+        smallest = kept.min().to(torch.float64) if kept.numel() else torch.tensor(math.inf, device=kept.device)
+        if self.replicas is not None:
+            smallest = self.replicas.min_(smallest.to(torch.float64).reshape(1))[0]
+        if math.isfinite(float(smallest)):
             rate = self.cfg.topk_threshold_lr
-            self.topk_threshold.mul_(1 - rate).add_(rate * kept.min().to(torch.float64))
+            self.topk_threshold.mul_(1 - rate).add_(rate * smallest.to(torch.float64))
 
     def sae_lens_tensors(self) -> dict[str, Tensor]:
         return {"threshold": self.topk_threshold.to(self.dtype).expand(self.cfg.d_sae).clone()}

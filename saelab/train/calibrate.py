@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -22,6 +23,9 @@ from saelab._util.config import JsonConfig
 from saelab.train.config import TrainConfig
 from saelab.train.registry import get_architecture
 from saelab.train.trainer import BatchSource, RunConfig, fit
+
+if TYPE_CHECKING:
+    from saelab.distributed.replicas import Replicas
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +82,12 @@ def coefficient_field(cfg: TrainConfig) -> str:
     return get_architecture(cfg.activation).calibration.field
 
 
-def calibrate_sparsity(cfg: TrainConfig, source: BatchSource, calib: CalibrationConfig) -> CalibrationResult:
-    """Set or search the sparsity field of ``cfg`` so that training reaches ``calib.target_l0``."""
+def calibrate_sparsity(
+    cfg: TrainConfig, source: BatchSource, calib: CalibrationConfig, replicas: Replicas | None = None
+) -> CalibrationResult:
+    """Set or search the sparsity field of ``cfg`` so that training reaches ``calib.target_l0``.
+    With ``replicas`` the trials train data-parallel (``source`` serves this rank's shares);
+    their L0 is global, so every rank takes the same decisions."""
     entry = get_architecture(cfg.activation).calibration
     name = entry.field
     if entry.method == "set_to_target":
@@ -91,7 +99,7 @@ def calibrate_sparsity(cfg: TrainConfig, source: BatchSource, calib: Calibration
     low = high = None  # coefficients known to give too many / too few active latents
     coef = calib.initial if calib.initial is not None else getattr(cfg, name)
     for _ in range(calib.max_trials):
-        l0, ev = _trial(cfg, name, coef, source, calib)
+        l0, ev = _trial(cfg, name, coef, source, calib, replicas)
         trials.append({"coefficient": coef, "l0": l0, "explained_variance": ev})
         log.info("calibration: %s=%.4g gives L0 %.2f (target %.2f)", name, coef, l0, calib.target_l0)
         if abs(l0 - calib.target_l0) <= calib.tolerance * calib.target_l0:
@@ -138,7 +146,12 @@ def _next_coefficient(low: float | None, high: float | None, l0: float, target: 
 
 
 def _trial(
-    cfg: TrainConfig, name: str, coef: float, source: BatchSource, calib: CalibrationConfig
+    cfg: TrainConfig,
+    name: str,
+    coef: float,
+    source: BatchSource,
+    calib: CalibrationConfig,
+    replicas: Replicas | None,
 ) -> tuple[float, float]:
     steps = calib.steps_per_trial
     trial_cfg = dataclasses.replace(
@@ -148,6 +161,6 @@ def _trial(
         lr_warmup_steps=min(cfg.lr_warmup_steps, steps // 4),
         lr_decay_steps=0,  # measure at full lr; a decayed tail would freeze L0 early
     )
-    result = fit(trial_cfg, source, RunConfig(progress=False, log_every=1))
+    result = fit(trial_cfg, source, RunConfig(progress=False, log_every=1), replicas)
     tail = result.history.tail(calib.measure_last)
     return float(tail["l0"].to_numpy().mean()), float(tail["explained_variance"].to_numpy().mean())

@@ -57,11 +57,17 @@ def train_step(
     batch: Float[Tensor, "batch d_in"],
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> TrainStepOutput:
-    """One optimisation step: forward, backward, Adam, the SAE's constraints, the schedule."""
+    """One optimisation step: forward, backward, Adam, the SAE's constraints, the schedule.
+    Under data parallelism (``sae.replicas``) the gradients are averaged over the replicas
+    before clipping and Adam, so every copy takes the same step."""
     sae.train()
     optimizer.zero_grad(set_to_none=True)
     out = sae.forward_train(batch)
     out.loss.backward()
+    if sae.replicas is not None:
+        # Each replica's loss is the mean over its equal share of the global batch, so the
+        # mean of their gradients is the global batch's gradient.
+        sae.replicas.average_gradients([p for p in sae.parameters() if p.requires_grad])
     if sae.cfg.grad_clip_norm is not None:
         torch.nn.utils.clip_grad_norm_(sae.parameters(), sae.cfg.grad_clip_norm)
     optimizer.step()

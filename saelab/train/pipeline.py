@@ -13,9 +13,10 @@ import dataclasses
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+import torch
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
@@ -27,6 +28,9 @@ from saelab.train.base import TrainableSAE
 from saelab.train.calibrate import CalibrationConfig, CalibrationResult, calibrate_sparsity
 from saelab.train.config import TrainConfig
 from saelab.train.trainer import BatchSource, RunConfig, TrainResult, fit
+
+if TYPE_CHECKING:
+    from saelab.distributed import Replicas, World
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +45,10 @@ def activation_store(
     held_out_fraction: float = 0.05,
     corpus: CorpusConfig | None = None,
     progress: bool = True,
+    world: World | None = None,
 ) -> ActivationStore:
-    """Build (or reuse) a store of ``n_tokens`` rows per hook from the offline corpus mix."""
+    """Build (or reuse) a store of ``n_tokens`` rows per hook from the offline corpus mix
+    (every rank of ``world`` building its share, when given)."""
     # The corpus must hold a bit more than the store needs: BOS, separators and special
     # tokens are not stored, and packing cuts the last document.
     corpus = corpus or CorpusConfig(target_tokens=int(n_tokens * 1.25) + 10_000, seed=seed)
@@ -53,14 +59,22 @@ def activation_store(
         n_tokens=n_tokens,
         held_out_fraction=held_out_fraction,
     )
-    return build_store(model, corpus, cfg, progress=progress)
+    return build_store(model, corpus, cfg, progress=progress, world=world)
 
 
-def store_source(store: ActivationStore, hook: str, batch_size: int, seed: int) -> BatchSource:
-    """A resumable batch source over the store's training split (epochs repeat as needed)."""
+def store_source(
+    store: ActivationStore, hook: str, batch_size: int, seed: int, replicas: Replicas | None = None, *,
+    device: str | torch.device | None = None,
+) -> BatchSource:
+    """A resumable batch source over the store's training split (epochs repeat as needed).
+    With ``replicas`` it serves this rank's share of each global batch of ``batch_size``."""
+    rank, world_size = (0, 1) if replicas is None else (replicas.rank, replicas.size)
 
     def source(start: int) -> Iterator[Tensor]:
-        return store.iter_batches(hook, batch_size, seed=seed, start_batch=start, epochs=None, drop_last=True)
+        return store.iter_batches(
+            hook, batch_size, seed=seed, start_batch=start, epochs=None, drop_last=True,
+            rank=rank, world_size=world_size, device=device,
+        )
 
     return source
 
@@ -84,13 +98,15 @@ def train_on_store(
     *,
     target_l0: float | None = None,
     calibration_steps: int = 200,
+    replicas: Replicas | None = None,
 ) -> PipelineRun:
-    """Optionally calibrate sparsity to ``target_l0``, then train ``cfg`` on the store."""
+    """Optionally calibrate sparsity to ``target_l0``, then train ``cfg`` on the store
+    (data-parallel over ``replicas`` when given: see :func:`saelab.train.trainer.fit`)."""
     if cfg.hook_name not in store.hooks:
         raise ValueError(f"cfg.hook_name {cfg.hook_name!r} is not in the store; it has {list(store.hooks)}")
     if store.d_in(cfg.hook_name) != cfg.d_in:
         raise ValueError(f"cfg.d_in={cfg.d_in} but the store's {cfg.hook_name} has width {store.d_in(cfg.hook_name)}")
-    source = store_source(store, cfg.hook_name, cfg.batch_size, cfg.seed)
+    source = store_source(store, cfg.hook_name, cfg.batch_size, cfg.seed, replicas, device=cfg.device)
     calibration = None
     if target_l0 is not None:
         calib = CalibrationConfig(
@@ -98,10 +114,10 @@ def train_on_store(
             steps_per_trial=calibration_steps,
             measure_last=max(1, calibration_steps // 4),
         )
-        calibration = calibrate_sparsity(cfg, source, calib)
+        calibration = calibrate_sparsity(cfg, source, calib, replicas)
         cfg = calibration.cfg
     cfg = dataclasses.replace(cfg, context_size=store.seq_len)
-    return PipelineRun(train=fit(cfg, source, run), calibration=calibration)
+    return PipelineRun(train=fit(cfg, source, run, replicas), calibration=calibration)
 
 
 def evaluate_saved(

@@ -9,13 +9,11 @@ source to start there, with the SAE, optimizer, schedule and RNG states restored
 
 from __future__ import annotations
 
-import itertools
 import logging
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -25,14 +23,20 @@ from tqdm.auto import tqdm
 
 from saelab._util.config import JsonConfig
 from saelab._util.keys import stable_hash
-from saelab.train.base import TrainableSAE, TrainStepOutput
+from saelab.train.base import TrainableSAE
 from saelab.train.checkpoint import capture_rng, load_latest, restore_rng, save_checkpoint
 from saelab.train.config import TrainConfig
 from saelab.train.optim import make_optimizer, make_scheduler, train_step
 from saelab.train.registry import make_sae
+from saelab.train.replicated import check_in_sync, input_scale, metrics, share_size, whole_batch
 from saelab.train.snapshots import check_snapshot_config, save_snapshot, snapshot_due, snapshot_folder
 
+if TYPE_CHECKING:
+    from saelab.distributed.replicas import Replicas
+
 log = logging.getLogger(__name__)
+
+Scheduler = torch.optim.lr_scheduler.LRScheduler
 
 BatchSource = Callable[[int], Iterator[Float[Tensor, "batch d_in"]]]
 """``source(start)`` yields batches ``start, start+1, ...``; the same ones on every call."""
@@ -102,39 +106,46 @@ class TrainResult:
     """Metrics of the last step."""
 
 
-def fit(cfg: TrainConfig, source: BatchSource, run: RunConfig | None = None) -> TrainResult:
-    """Train an SAE for ``cfg.total_steps`` steps on batches from ``source``."""
+def fit(
+    cfg: TrainConfig, source: BatchSource, run: RunConfig | None = None, replicas: Replicas | None = None
+) -> TrainResult:
+    """Train an SAE for ``cfg.total_steps`` steps on batches from ``source``.
+
+    With ``replicas`` (data parallelism, :mod:`saelab.distributed`) this rank trains one copy
+    and ``source`` serves its share of each global batch: ``cfg.batch_size / replicas.size``
+    rows (:func:`saelab.train.replicated.share_of` cuts shares from any source). The run
+    equals a single-process run with the same config; only the group's leader writes
+    checkpoints, snapshots, logs and a progress bar.
+    """
     run = run or RunConfig()
-    torch.manual_seed(cfg.seed)
-    sae = make_sae(cfg)
-    optimizer = make_optimizer(sae, cfg)
-    scheduler = make_scheduler(optimizer, cfg)
-    start, history = _maybe_resume(run, sae, optimizer, scheduler)
-    if start == 0 and cfg.normalize_activations == "expected_average_only_in":
-        sae.set_input_scale(estimate_input_scale(source(0), cfg.d_in, cfg.norm_batches))
-    snapshots = _snapshot_folder(run, sae)
-    logger = _WandbLogger(cfg, run) if run.use_wandb else None
+    share = share_size(cfg, replicas)
+    sae, optimizer, scheduler, start, history = _prepare(cfg, source, run, replicas)
+    leader = replicas is None or replicas.is_leader
+    snapshots = _snapshot_folder(run, sae) if leader else None
+    logger = _WandbLogger(cfg, run) if run.use_wandb and leader else None
     batches = source(start)
     end = cfg.total_steps if run.stop_at is None else max(start, min(run.stop_at, cfg.total_steps))
-    bar = tqdm(total=cfg.total_steps, initial=start, desc=f"train {cfg.activation}", disable=not run.progress)
-    out: TrainStepOutput | None = None
+    show = run.progress and leader
+    bar = tqdm(total=cfg.total_steps, initial=start, desc=f"train {cfg.activation}", disable=not show)
     try:
         for step in range(start, end):
-            batch = _next_batch(batches, step, cfg).to(sae.device)
+            batch = _next_batch(batches, step, cfg, share).to(sae.device)
             if step == 0 and run.init_b_dec_from_first_batch:
-                sae.init_b_dec(batch)
+                sae.init_b_dec(whole_batch(batch, replicas))
             _maybe_snapshot(run, snapshots, step, sae)  # the weights after `step` steps
             out = train_step(sae, optimizer, batch, scheduler)
             if not torch.isfinite(out.loss):
                 raise FloatingPointError(f"Loss became {out.loss.item()} at step {step}; lower lr or check the data.")
             if (step + 1) % run.log_every == 0 or step + 1 == cfg.total_steps:
-                row = _metrics_row(step + 1, out, scheduler)
+                row = {"step": step + 1, **metrics(out, batch, sae), "lr": float(scheduler.get_last_lr()[0])}
                 history.append(row)
                 bar.set_postfix(l0=f"{row['l0']:.1f}", ev=f"{row['explained_variance']:.3f}")
                 if logger:
                     logger.log(row)
             if run.checkpoint_dir and ((step + 1) % run.checkpoint_every == 0 or step + 1 == end):
-                _save(run, step + 1, sae, optimizer, scheduler, history)
+                check_in_sync(sae, step + 1)
+                if leader:
+                    _save(run, step + 1, sae, optimizer, scheduler, history)
             bar.update(1)
         if end == cfg.total_steps:
             _maybe_snapshot(run, snapshots, end, sae)
@@ -142,6 +153,7 @@ def fit(cfg: TrainConfig, source: BatchSource, run: RunConfig | None = None) -> 
         bar.close()
         if logger:
             logger.finish()
+    sae.replicas = None  # the trained SAE is a plain module again (encode/decode need no group)
     frame = pd.DataFrame(history)
     return TrainResult(
         sae=sae.eval(),
@@ -153,22 +165,33 @@ def fit(cfg: TrainConfig, source: BatchSource, run: RunConfig | None = None) -> 
     )
 
 
+def _prepare(
+    cfg: TrainConfig, source: BatchSource, run: RunConfig, replicas: Replicas | None
+) -> tuple[TrainableSAE[Any], torch.optim.Optimizer, Scheduler, int, list[dict[str, float]]]:
+    """The SAE, optimiser and schedule, fresh or as the newest checkpoint left them, and
+    the step to start from; replicas check that they agree on all of it."""
+    if replicas is not None:
+        replicas.agree(cfg.to_dict(), "the training config")
+    torch.manual_seed(cfg.seed)
+    sae = make_sae(cfg)
+    sae.replicas = replicas
+    optimizer = make_optimizer(sae, cfg)
+    scheduler = make_scheduler(optimizer, cfg)
+    start, history = _maybe_resume(run, sae, optimizer, scheduler)
+    if replicas is not None:
+        replicas.agree(start, "the step to resume from (every rank must see the same checkpoint_dir)")
+    if start == 0 and cfg.normalize_activations == "expected_average_only_in":
+        sae.set_input_scale(input_scale(source(0), cfg.d_in, cfg.norm_batches, replicas))
+    return sae, optimizer, scheduler, start, history
+
+
 def estimate_input_scale(batches: Iterator[Float[Tensor, "batch d_in"]], d_in: int, n_batches: int) -> float:
-    """``sqrt(d_in) / mean ||x||`` over the first ``n_batches`` batches: the constant that
-    gives inputs a mean norm of sqrt(d_in) (SAELens's ``expected_average_only_in``)."""
-    total, count = 0.0, 0
-    for batch in itertools.islice(batches, n_batches):
-        norms = batch.double().norm(dim=-1)
-        total, count = total + float(norms.sum()), count + norms.numel()
-    if count == 0:
-        raise ValueError("The batch source yielded no batches to estimate the normalisation from.")
-    mean = total / count
-    if not (math.isfinite(mean) and mean > 0):
-        raise ValueError(f"Cannot normalise activations whose mean norm is {mean}; check the data.")
-    return math.sqrt(d_in) / mean
+    """``sqrt(d_in) / mean ||x||`` over the first ``n_batches`` batches (one process's view
+    of :func:`saelab.train.replicated.input_scale`)."""
+    return input_scale(batches, d_in, n_batches)
 
 
-def _next_batch(batches: Iterator[Tensor], step: int, cfg: TrainConfig) -> Tensor:
+def _next_batch(batches: Iterator[Tensor], step: int, cfg: TrainConfig, share: int) -> Tensor:
     try:
         batch = next(batches)
     except StopIteration:
@@ -178,22 +201,12 @@ def _next_batch(batches: Iterator[Tensor], step: int, cfg: TrainConfig) -> Tenso
         ) from None
     if batch.ndim != 2 or batch.shape[1] != cfg.d_in:
         raise ValueError(f"Expected batches of shape [batch, {cfg.d_in}], got {tuple(batch.shape)}")
+    if share != cfg.batch_size and batch.shape[0] != share:
+        raise ValueError(
+            f"Each rank's share of a global batch of {cfg.batch_size} rows is {share} rows, but the source "
+            f"gave {batch.shape[0]}; serve shares (replicated.share_of or iter_batches(rank=, world_size=))."
+        )
     return batch
-
-
-Scheduler = torch.optim.lr_scheduler.LRScheduler
-
-
-def _metrics_row(step: int, out: TrainStepOutput, scheduler: Scheduler) -> dict[str, float]:
-    row = {
-        "step": step,
-        "loss": float(out.loss.detach()),
-        "l0": float(out.l0),
-        "explained_variance": float(out.explained_variance),
-    }
-    row.update({f"loss_{name}": float(value.detach()) for name, value in out.losses.items()})
-    row["lr"] = float(scheduler.get_last_lr()[0])
-    return row
 
 
 def _save(

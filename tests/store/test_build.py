@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-import saelab.store.build as store_mod
+import saelab.store.shards as shards_mod
 from saelab.corpus import DEFAULT_FRACTIONS, CorpusConfig
 from saelab.extract import hook_activations
 from saelab.store import ActivationStore, StoreConfig, build_store, store_path
@@ -80,7 +80,7 @@ def test_complete_store_is_reused_without_running_the_model(model, docs, store, 
 
 def test_resume_after_interruption_equals_uninterrupted_build(model, docs, store, tmp_path, monkeypatch):
     cfg = tiny_cfg(tmp_path)
-    real_write = store_mod._write_shard
+    real_write = shards_mod.write_shard
     written = []
 
     def flaky_write(*args, **kwargs):
@@ -89,7 +89,7 @@ def test_resume_after_interruption_equals_uninterrupted_build(model, docs, store
         written.append(args[1])
         return real_write(*args, **kwargs)
 
-    monkeypatch.setattr(store_mod, "_write_shard", flaky_write)
+    monkeypatch.setattr(shards_mod, "write_shard", flaky_write)
     with pytest.raises(KeyboardInterrupt):
         build_store(model, docs, cfg, progress=False)
     path = store_path(model, docs, cfg)
@@ -101,7 +101,7 @@ def test_resume_after_interruption_equals_uninterrupted_build(model, docs, store
     (path / HOOKS[0] / ".shard_00002.safetensors.tmp-999").write_bytes(b"half a file")
 
     written.clear()
-    monkeypatch.setattr(store_mod, "_write_shard", lambda *a, **k: written.append(a[1]) or real_write(*a, **k))
+    monkeypatch.setattr(shards_mod, "write_shard", lambda *a, **k: written.append(a[1]) or real_write(*a, **k))
     resumed = build_store(model, docs, cfg, progress=False)
     assert written == list(range(2, len(store.manifest["shards"])))  # only the missing shards
     assert not list(path.rglob(".*.tmp-*"))

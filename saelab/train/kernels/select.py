@@ -14,9 +14,17 @@ against 1.2 ms), so the two stages run on CPU only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from saelab.distributed.replicas import Replicas
+
+LocalSelect = Callable[[Tensor, int], Tensor]
 
 CANDIDATES_PER_K = 4
 """Candidates per token, in units of k (measured on random data, batch 4096, k 32: 2 was
@@ -45,3 +53,31 @@ def batch_top_indices(pre_BF: Float[Tensor, "batch d_sae"], k: int) -> Int[Tenso
 def batch_top_indices_reference(pre_BF: Float[Tensor, "batch d_sae"], k: int) -> Int[Tensor, " k_times_batch"]:
     """What :func:`batch_top_indices` selects, plainly: one top-k over the flattened tensor."""
     return pre_BF.reshape(-1).topk(k * pre_BF.shape[0], sorted=False).indices
+
+
+def batch_top_indices_across(
+    pre_BF: Float[Tensor, "batch d_sae"], k: int, replicas: Replicas, select: LocalSelect
+) -> Int[Tensor, " n_kept"]:
+    """This rank's share of the ``k x global batch`` largest entries of a batch spread over
+    ``replicas`` (each rank holding ``batch`` tokens), as flat positions in its own tensor.
+
+    The global top can take all of its entries from one rank, so each rank offers its own
+    top ``k x global batch`` (``select`` with ``k x size``); the smallest value of the
+    global top among every offer is the threshold. Each rank keeps its entries above it,
+    and of those equal to it (ties, common in bfloat16) only as many as the global count
+    leaves, the lower ranks first, so that together they keep exactly ``k x global batch``:
+    the set one process would select from the whole batch, up to which ties it keeps.
+    """
+    B, F = pre_BF.shape
+    n_global = k * B * replicas.size
+    idx = select(pre_BF, min(k * replicas.size, F))
+    values = pre_BF.reshape(-1)[idx]
+    values = values if values.dtype == torch.float64 else values.float()  # exact for every narrower dtype
+    offers = replicas.gather(values)  # every rank offers the same number, in rank order
+    threshold = offers.topk(min(n_global, offers.numel()), sorted=False).values.min()
+    keep = values > threshold
+    ties = (values == threshold).nonzero().squeeze(1)
+    free = n_global - int((offers > threshold).sum())  # places left for tied entries
+    earlier = int((offers[: replicas.rank * values.numel()] == threshold).sum())
+    keep[ties[: max(0, min(free - earlier, ties.numel()))]] = True
+    return idx[keep]

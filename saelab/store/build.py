@@ -87,16 +87,13 @@ def build_store(
     _check_model(model, store_cfg)
     key = store_key(model, corpus, store_cfg)
     path = _folder(store_cfg, key)
-    if is_complete(path):
+    if world is not None and world.world_size > 1:
+        # Every rank goes in, even when the store is complete: the ranks decide that together.
+        prepare = lambda: _prepare(path, key, model, corpus, store_cfg)  # noqa: E731
+        build_across(path, key, world, prepare, model, store_cfg, progress)
+    elif is_complete(path):
         log.info("Reusing activation store %s", path)
-        return ActivationStore.open(path, held_out_fraction=store_cfg.held_out_fraction)
-    if world is not None:
-        if world.world_size == 1:  # a job of one: no one to share with, and no one to wait for
-            world = None
-        else:
-            prepare = lambda: _prepare(path, key, model, corpus, store_cfg)  # noqa: E731
-            build_across(path, key, world, prepare, model, store_cfg, progress)
-    if world is None:
+    else:
         with exclusive(path):
             manifest = _prepare(path, key, model, corpus, store_cfg)
             if not manifest.get("complete"):

@@ -1,8 +1,8 @@
 """Building one activation store with every rank of a torchrun job.
 
-1. Rank 0 prepares the folder: it tokenizes the corpus and writes the token file and an
-   incomplete manifest (or, resuming, collects the shards an earlier build finished),
-   holding the folder's lock so that no other job builds the same store meanwhile.
+1. Rank 0 takes the folder's lock (so that no other job builds the same store meanwhile)
+   and prepares the folder: it tokenizes the corpus and writes the token file and an
+   incomplete manifest (or, resuming, lists the shards an earlier build finished).
 2. Every rank reads that manifest and computes its own share of the missing shards (shard
    ``i`` of the missing list goes to rank ``i mod world_size``), writing each shard's files
    and then its record (:mod:`saelab.store.shards`). Ranks never write the manifest.
@@ -17,6 +17,7 @@ the next build, with any number of ranks, resumes from the records.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -28,7 +29,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from saelab.store.config import StoreConfig
-from saelab.store.manifest import exclusive
+from saelab.store.manifest import exclusive, write_manifest
 from saelab.store.shards import fill, finish, missing_shards, valid_shards
 
 if TYPE_CHECKING:
@@ -53,13 +54,21 @@ def build_across(
     # Ranks whose model, corpus or settings differ would wait on each other's folders.
     everyone = Replicas(ranks=tuple(range(world.world_size)), rank=world.rank)
     everyone.agree(key, "the activation store's key (model weights, corpus and StoreConfig)")
-    if world.is_main:
-        with exclusive(path):  # the folder lock single-process builds take too
-            prepare()
-    world.barrier()  # the token file and the manifest exist from here on
-    manifest = json.loads((path / "manifest.json").read_text())
-    if manifest.get("complete"):
-        return
+    # Rank 0 holds the folder's lock for the whole build, as a single-process build does.
+    with exclusive(path) if world.is_main else contextlib.nullcontext():
+        if world.is_main:
+            write_manifest(path, prepare())  # with the shards earlier builds finished
+        world.barrier()  # the token file and the manifest exist from here on
+        manifest = json.loads((path / "manifest.json").read_text())
+        if manifest.get("complete"):
+            return
+        _fill_share(path, manifest, world, model, cfg, progress)
+
+
+def _fill_share(
+    path: Path, manifest: dict[str, Any], world: World, model: HookedTransformer, cfg: StoreConfig, progress: bool
+) -> None:
+    """Compute this rank's share of the missing shards; rank 0 then completes the manifest."""
     todo = missing_shards(manifest)
     mine = todo[world.rank :: world.world_size]
     log.info("Rank %d computes %d of the %d missing shard(s)", world.rank, len(mine), len(todo))

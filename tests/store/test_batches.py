@@ -73,3 +73,20 @@ def test_state_dict_and_endless_epochs_continue_the_same_stream(store):
     tail = [next(again) for _ in range(3)] + [next(again)]  # and on into a fourth epoch
     assert all(torch.equal(x, y) for x, y in zip(head + tail[:3], full, strict=True))
     assert torch.equal(tail[3], epoch(store, seed=2, epochs=4)[len(full)])
+
+
+def test_rank_shares_make_up_the_single_process_batches(store):
+    """Data-parallel ranks each get their slice of every batch; together, the very batches
+    one process gets, resumable from any position."""
+    kw = dict(seed=3, epochs=2, drop_last=True, memory_budget_bytes=400 * ROW_BYTES)
+    whole = epoch(store, batch_size=16, **kw)
+    shares = [epoch(store, batch_size=16, rank=r, world_size=2, **kw) for r in range(2)]
+    assert all(len(s) == len(whole) and all(len(b) == 8 for b in s) for s in shares)
+    for i, batch in enumerate(whole):
+        assert torch.equal(torch.cat([shares[0][i], shares[1][i]]), batch)
+    it = store.iter_batches(HOOKS[0], 16, rank=1, world_size=2, start_batch=5, device="cpu", **kw)
+    assert it.state_dict()["rank"] == 1 and torch.equal(next(it), shares[1][5])
+    with pytest.raises(ValueError, match="split evenly"):
+        store.iter_batches(HOOKS[0], 15, rank=0, world_size=2)
+    with pytest.raises(ValueError, match="rank must be in"):
+        store.iter_batches(HOOKS[0], 16, rank=2, world_size=2)

@@ -3,8 +3,14 @@ end to end: store -> train -> SAELens folder -> held-out evaluation."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from saelab.extract.extract import extract_features
 from saelab.saes import load_sae
@@ -68,3 +74,32 @@ def test_markdown_table():
     assert markdown_table(frame).splitlines() == [
         "| sae | l0 | name |", "|---|---|---|", "| x | 32.000 | a |", "| y | 31.500 | b |",
     ]
+
+
+@pytest.mark.slow
+def test_torchrun_trains_one_sae_per_group_of_ranks(tmp_path, model):
+    """`torchrun --nproc_per_node=2 -m saelab.train --layers 1 2`: both ranks build one store,
+    then each trains one hook's SAE as a group of one; each equals what plain training of
+    that hook on the same store gives."""
+    from saelab.train import RunConfig, pipeline, save_sae
+
+    argv = ["--layers", "1", "2", "--tokens", "4096", "--batch-size", "512", "--hidden-dim", "64", "--k", "4",
+            "--eval-sequences", "0", "--out", str(tmp_path / "saes"), "--dist-timeout", "120"]
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "saelab.train", *argv],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    args = parse_args(argv)
+    store = pipeline.activation_store(model, ["blocks.1.hook_resid_pre", "blocks.2.hook_resid_pre"],
+                                      n_tokens=int(4096 * 1.06) + 1, progress=False)  # reused, not rebuilt
+    for hook in store.hooks:
+        cfg = build_config(args, d_in=576, steps=8, model_name=model.cfg.model_name, hook=hook,
+                           dataset=f"saelab offline mix, {store.n_rows('all')} tokens (store {store.key})")
+        alone = pipeline.train_on_store(store, cfg, RunConfig(progress=False)).sae
+        save_sae(alone, tmp_path / "alone" / hook)
+        ours = load_file(str(tmp_path / "saes" / hook / "sae_weights.safetensors"))
+        reference = load_file(str(tmp_path / "alone" / hook / "sae_weights.safetensors"))
+        assert ours.keys() == reference.keys()
+        for name, value in reference.items():
+            torch.testing.assert_close(ours[name], value, atol=1e-5, rtol=1e-5, msg=f"{hook} {name}")

@@ -1,0 +1,134 @@
+"""The cost of data parallelism: the distributed training path against the plain one.
+
+Runs the same TopK training (d_in 576, d_sae 4608, k 32, global batch 4096, the fast
+kernels) in fresh processes, alternating, and prints from this one run:
+
+* **world size 1**: ``fit(..., replicas=...)`` inside a one-rank torch.distributed job
+  (gloo) against plain ``fit``: the overhead of the all-reduces, the agreement checks and
+  the global metrics when there is no one to share with (target: under 5%);
+* **all-reduce volume per step**: bytes each rank sends into all-reduces per step
+  (gradients in one flat bucket, plus the firing counts), from ``Replicas.bytes_reduced``;
+* **N ranks**: the same global batch over N ranks. On CPU, two ranks of half the threads
+  each against one process with all of them (on a 2-core machine this cannot be faster; it
+  shows what the communication costs when the ranks share the cores). On a machine with N
+  GPUs (NCCL, one GPU per rank), the speed-up from 1 GPU to N.
+
+    python bench/distributed.py                 # 3 rounds of 40 steps each (~5 min on 2 cores)
+    python bench/distributed.py --steps 10 --rounds 1   # smoke run
+
+Batches are 8 synthetic batches generated once and cycled, so data costs nothing on either
+side. Times cover ``fit`` only (not imports or process start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from itertools import cycle, islice
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def child(args: argparse.Namespace) -> None:
+    """One timed training run in this process; prints a JSON line."""
+    from saelab.distributed import join, leave, split_world
+    from saelab.train import RunConfig, TopKConfig, fit
+    from saelab.train.replicated import share_of
+    from saelab.train.synthetic import synthetic_batch, synthetic_dictionary
+
+    # device None: the rank's GPU under NCCL, else CUDA when present, else the CPU.
+    cfg = TopKConfig(d_in=576, d_sae=4608, k=32, batch_size=4096, total_steps=args.steps, lr_warmup_steps=5,
+                     lr_decay_steps=5, seed=0)
+    dictionary = synthetic_dictionary(2048, cfg.d_in, seed=1)
+    batches = [synthetic_batch(i, cfg.batch_size, dictionary, p_active=0.01, seed=1) * 30 for i in range(8)]
+
+    def source(start: int):
+        return islice(cycle(batches), start % len(batches), None)
+
+    world = join(timeout_s=120) if args.child == "dist" else None
+    replicas = split_world(world, 1)[1] if world is not None else None
+    run = RunConfig(progress=False, log_every=10)
+    start = time.perf_counter()
+    fit(cfg, share_of(source, replicas) if replicas is not None else source, run, replicas)
+    seconds = time.perf_counter() - start
+    sent = replicas.bytes_reduced if replicas is not None else 0
+    if world is None or world.is_main:
+        print(json.dumps({"seconds": seconds, "bytes_per_step": sent / args.steps, "threads": torch.get_num_threads()}))
+    leave()
+
+
+def launch(mode: str, ranks: int, threads: int, steps: int) -> dict[str, float]:
+    """Run ``child`` in ``ranks`` fresh processes (a gloo job when mode is "dist")."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    procs = []
+    for rank in range(ranks):
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
+        if mode == "dist":
+            env.update(RANK=str(rank), WORLD_SIZE=str(ranks), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                       MASTER_PORT=str(port))
+        command = [sys.executable, __file__, "--child", mode, "--steps", str(steps)]
+        procs.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=1800)[0] for p in procs]
+    if any(p.returncode for p in procs):
+        raise RuntimeError(f"{mode} x{ranks} failed: {[p.returncode for p in procs]}")
+    return json.loads(next(line for out in outputs for line in out.splitlines() if line.startswith("{")))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating repetitions of every variant")
+    parser.add_argument("--child", choices=("plain", "dist"), default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    cores = os.cpu_count() or 1
+    variants = {
+        "plain, 1 process": ("plain", 1, cores),
+        "distributed, world size 1": ("dist", 1, cores),
+    }
+    gpus = torch.cuda.device_count()
+    if gpus > 1:
+        variants[f"distributed, world size {gpus} (1 GPU each)"] = ("dist", gpus, max(1, cores // gpus))
+    elif gpus == 0:
+        variants[f"distributed, world size 2 ({max(1, cores // 2)} thread(s) each)"] = ("dist", 2, max(1, cores // 2))
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    volume: dict[str, float] = {}
+    for round_ in range(args.rounds):
+        for name, (mode, ranks, threads) in variants.items():
+            result = launch(mode, ranks, threads, args.steps)
+            times[name].append(result["seconds"])
+            volume[name] = result["bytes_per_step"]
+            print(f"round {round_ + 1}: {name}: {result['seconds']:.2f} s", flush=True)
+    report(times, volume, args.steps)
+
+
+def report(times: dict[str, list[float]], volume: dict[str, float], steps: int) -> None:
+    tokens = steps * 4096
+    base = statistics.median(times["plain, 1 process"])
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {os.cpu_count()} cores"
+    rounds = len(next(iter(times.values())))
+    print(f"\nTopK d_sae 4608, global batch 4096, {steps} steps, on {device}; median of {rounds} round(s)")
+    print(f"{'variant':<48} {'seconds':>8} {'tokens/s':>9} {'vs plain':>9} {'all-reduce/step':>16}")
+    for name, values in times.items():
+        median = statistics.median(values)
+        print(f"{name:<48} {median:>8.2f} {tokens / median:>9.0f} {median / base:>8.3f}x "
+              f"{volume[name] / 2**20:>13.2f} MiB")
+    overhead = statistics.median(times["distributed, world size 1"]) / base - 1
+    print(f"\noverhead of the distributed path at world size 1: {overhead * 100:+.1f}% (target < 5%)")
+
+
+if __name__ == "__main__":
+    main()

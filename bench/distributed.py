@@ -6,6 +6,8 @@ kernels) in fresh processes, alternating, and prints from this one run:
 * **world size 1**: ``fit(..., replicas=...)`` inside a one-rank torch.distributed job
   (gloo) against plain ``fit``: the overhead of the all-reduces, the agreement checks and
   the global metrics when there is no one to share with (target: under 5%);
+  A group of one exchanges nothing (its collectives return at once), so what remains is
+  the rest of the path: the agreement checks, the shares, the global metrics;
 * **all-reduce volume per step**: bytes each rank sends into all-reduces per step
   (gradients in one flat bucket, plus the firing counts), from ``Replicas.bytes_reduced``;
 * **N ranks**: the same global batch over N ranks. On CPU, two ranks of half the threads
@@ -13,11 +15,14 @@ kernels) in fresh processes, alternating, and prints from this one run:
   shows what the communication costs when the ranks share the cores). On a machine with N
   GPUs (NCCL, one GPU per rank), the speed-up from 1 GPU to N.
 
-    python bench/distributed.py                 # 3 rounds of 40 steps each (~5 min on 2 cores)
+    python bench/distributed.py                 # 7 rounds of 30 steps each (~6 min on 2 cores)
     python bench/distributed.py --steps 10 --rounds 1   # smoke run
 
 Batches are 8 synthetic batches generated once and cycled, so data costs nothing on either
-side. Times cover ``fit`` only (not imports or process start).
+side. Times cover ``fit`` only (not imports or process start). The variants run in turn,
+round after round, and each round's times are divided by that round's plain run: the
+median of those paired ratios is robust to this host's drift (its speed wanders by 10%
+over minutes), which a ratio of medians is not.
 """
 
 from __future__ import annotations
@@ -87,8 +92,8 @@ def launch(mode: str, ranks: int, threads: int, steps: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating repetitions of every variant")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=7, help="alternating repetitions of every variant")
     parser.add_argument("--child", choices=("plain", "dist"), default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -106,8 +111,11 @@ def main() -> None:
         variants[f"distributed, world size 2 ({max(1, cores // 2)} thread(s) each)"] = ("dist", 2, max(1, cores // 2))
     times: dict[str, list[float]] = {name: [] for name in variants}
     volume: dict[str, float] = {}
+    names = list(variants)
     for round_ in range(args.rounds):
-        for name, (mode, ranks, threads) in variants.items():
+        # Each round starts with another variant, so that no variant always runs first.
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+            mode, ranks, threads = variants[name]
             result = launch(mode, ranks, threads, args.steps)
             times[name].append(result["seconds"])
             volume[name] = result["bytes_per_step"]
@@ -117,17 +125,20 @@ def main() -> None:
 
 def report(times: dict[str, list[float]], volume: dict[str, float], steps: int) -> None:
     tokens = steps * 4096
-    base = statistics.median(times["plain, 1 process"])
+    plain = times["plain, 1 process"]
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {os.cpu_count()} cores"
-    rounds = len(next(iter(times.values())))
-    print(f"\nTopK d_sae 4608, global batch 4096, {steps} steps, on {device}; median of {rounds} round(s)")
-    print(f"{'variant':<48} {'seconds':>8} {'tokens/s':>9} {'vs plain':>9} {'all-reduce/step':>16}")
+    print(f"\nTopK d_sae 4608, global batch 4096, {steps} steps, on {device}; {len(plain)} round(s)")
+    print(f"{'variant':<48} {'median s':>8} {'tokens/s':>9} {'vs plain (paired)':>18} {'all-reduce/step':>16}")
+    ratios = {}
     for name, values in times.items():
+        paired = [v / p for v, p in zip(values, plain, strict=True)]
+        ratios[name], low, high = statistics.median(paired), min(paired), max(paired)
         median = statistics.median(values)
-        print(f"{name:<48} {median:>8.2f} {tokens / median:>9.0f} {median / base:>8.3f}x "
-              f"{volume[name] / 2**20:>13.2f} MiB")
-    overhead = statistics.median(times["distributed, world size 1"]) / base - 1
-    print(f"\noverhead of the distributed path at world size 1: {overhead * 100:+.1f}% (target < 5%)")
+        print(f"{name:<48} {median:>8.2f} {tokens / median:>9.0f} {ratios[name]:>7.3f}x [{low:.2f}-{high:.2f}] "
+              f"{volume[name] / 2**20:>10.2f} MiB")
+    overhead = ratios["distributed, world size 1"] - 1
+    print(f"\noverhead of the distributed path at world size 1: {overhead * 100:+.1f}% (median of paired ratios; "
+          "target < 5%)")
 
 
 if __name__ == "__main__":

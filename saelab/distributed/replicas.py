@@ -21,7 +21,6 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor
-from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from saelab._util.keys import stable_hash
 from saelab.distributed.world import World
@@ -39,6 +38,7 @@ class Replicas:
     """The torch process group (None: the whole world)."""
     bytes_reduced: int = field(default=0)
     """Bytes this rank has sent into all-reduces so far (gradients and statistics)."""
+    _flat: Tensor | None = field(default=None, repr=False)
 
     @property
     def size(self) -> int:
@@ -51,12 +51,16 @@ class Replicas:
 
     def sum_(self, tensor: Tensor) -> Tensor:
         """Sum ``tensor`` over the group, in place."""
+        if self.size == 1:  # a group of one has nothing to exchange
+            return tensor
         self.bytes_reduced += tensor.numel() * tensor.element_size()
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=self.group)
         return tensor
 
     def min_(self, tensor: Tensor) -> Tensor:
         """Element-wise minimum over the group, in place."""
+        if self.size == 1:
+            return tensor
         self.bytes_reduced += tensor.numel() * tensor.element_size()
         dist.all_reduce(tensor, op=dist.ReduceOp.MIN, group=self.group)
         return tensor
@@ -67,17 +71,35 @@ class Replicas:
         A parameter without a gradient on this rank gets zeros, so that every rank sends the
         same layout (a latent that fired nowhere here may have fired elsewhere).
         """
+        if self.size == 1:
+            return
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        flat = _flatten_dense_tensors(grads)
+        flat = self._bucket(grads)
+        torch.cat([g.reshape(-1) for g in grads], out=flat)
         self.sum_(flat).div_(self.size)
-        for param, reduced in zip(params, _unflatten_dense_tensors(flat, grads), strict=True):
+        offset = 0
+        for param, grad in zip(params, grads, strict=True):
+            reduced = flat[offset : offset + grad.numel()].view_as(grad)
+            offset += grad.numel()
             if param.grad is None:
-                param.grad = reduced
+                param.grad = reduced.clone()
             else:
                 param.grad.copy_(reduced)
 
+    def _bucket(self, grads: list[Tensor]) -> Tensor:
+        """One flat buffer for every gradient, kept across steps: a fresh 20 MB tensor each
+        step would cost its page faults again on CPU."""
+        numel = sum(g.numel() for g in grads)
+        bucket = self._flat
+        like = grads[0]
+        if bucket is None or (bucket.numel(), bucket.dtype, bucket.device) != (numel, like.dtype, like.device):
+            bucket = self._flat = torch.empty(numel, dtype=like.dtype, device=like.device)
+        return bucket
+
     def gather(self, tensor: Tensor) -> Tensor:
         """Concatenate every rank's ``tensor`` (same shape on all) along dim 0, in rank order."""
+        if self.size == 1:
+            return tensor
         parts = [torch.empty_like(tensor) for _ in range(self.size)]
         dist.all_gather(parts, tensor.contiguous(), group=self.group)
         return torch.cat(parts)

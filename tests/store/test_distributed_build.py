@@ -21,11 +21,6 @@ failure here cannot hang the suite.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +31,7 @@ import torch
 import saelab.store.shards as shards_mod
 from saelab.distributed import join, leave
 from saelab.store import ActivationStore, build_store, store_path
+from tests._ranks import Job, free_port, launch
 from tests.store._helpers import HOOKS, tiny_cfg
 
 WORKER = Path(__file__).parent / "_distributed_build_worker.py"
@@ -55,65 +51,21 @@ ulp apart where |x| > 0.5 and 2.4e-4 below, max |diff| 0.031 on values up to 943
 FP16_TOL = dict(rtol=2e-3, atol=2e-3)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Job:
-    """Ranks of one launch, their output folder, and when each one exited."""
-
-    procs: dict[int, subprocess.Popen]
-    folder: Path
-
-    def wait(self, timeout: float = WAIT_S) -> dict[int, tuple[int, float]]:
-        """Every rank's exit code and exit time (``time.monotonic``, polled every 50 ms);
-        kills them all and raises TimeoutExpired if one hangs."""
-        deadline, ended = time.monotonic() + timeout, {}
-        try:
-            while len(ended) < len(self.procs):
-                if time.monotonic() > deadline:
-                    raise subprocess.TimeoutExpired(str(WORKER), timeout)
-                for rank, proc in self.procs.items():
-                    if rank not in ended and proc.poll() is not None:
-                        ended[rank] = (proc.returncode, time.monotonic())
-                time.sleep(0.05)
-            return ended
-        finally:
-            self.kill()
-
-    def kill(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
-
-    def stderr(self, rank: int) -> str:
-        return (self.folder / f"rank{rank}.err").read_text()
-
-    def result(self, name: str, rank: int) -> dict[str, Any]:
-        return json.loads((self.folder / f"{name}-rank{rank}.json").read_text())
-
-
 def _launch(folder: Path, runs: list[dict[str, Any]], world_size: int = 2, die_rank: int | None = None) -> Job:
-    """Start every rank of a ``world_size`` job as torchrun would (the worker's docstring says
-    what a run is); ``die_rank`` gets each run's ``die_before``, the other ranks none."""
-    folder.mkdir(parents=True, exist_ok=True)
-    common = dict(os.environ, WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
-    common["OMP_NUM_THREADS"] = str(WORKER_THREADS)
-    procs = {}
-    for rank in range(world_size):
-        mine = [r if rank == die_rank else {**r, "die_before": None} for r in runs]
-        job_file = folder / f"rank{rank}.json"
-        job_file.write_text(json.dumps({"timeout_s": TIMEOUT_S, "out": str(folder), "runs": mine}))
-        env = dict(common, RANK=str(rank), LOCAL_RANK=str(rank))
-        with open(folder / f"rank{rank}.err", "w") as err:
-            procs[rank] = subprocess.Popen(
-                [sys.executable, str(WORKER), str(job_file)], env=env, stdout=subprocess.DEVNULL, stderr=err
-            )
-    return Job(procs, folder)
+    """Start every rank of a ``world_size`` job (the worker's docstring says what a run is);
+    ``die_rank`` gets each run's ``die_before``, the other ranks none."""
+    jobs = {
+        rank: {"timeout_s": TIMEOUT_S, "out": str(folder), "runs": [
+            r if rank == die_rank else {**r, "die_before": None} for r in runs
+        ]}
+        for rank in range(world_size)
+    }
+    assert WORKER_THREADS == 1  # what tests._ranks.launch gives every rank
+    return launch(WORKER, folder, jobs, world_size)
+
+
+def _result(job: Job, name: str, rank: int) -> dict[str, Any]:
+    return json.loads((job.folder / f"{name}-rank{rank}.json").read_text())
 
 
 @dataclass
@@ -147,7 +99,7 @@ def two_ranks(request, tmp_path_factory) -> TwoRanks:
     except BaseException:
         job.kill()
         raise
-    exits = job.wait()
+    exits = job.wait(WAIT_S)
     paths = {name: store_path(model, docs, tiny_cfg(roots[FOLDER[name]])) for name in RUNS}
     return TwoRanks(job, paths, exits)
 
@@ -193,7 +145,7 @@ def _shares(n: int, todo: list[int] | None = None) -> list[list[int]]:
 
 
 def test_two_ranks_build_the_single_process_store(two_ranks, store):
-    full = [two_ranks.job.result("full", rank) for rank in (0, 1)]
+    full = [_result(two_ranks.job, "full", rank) for rank in (0, 1)]
     assert all(r["error"] is None and r["path"] == str(two_ranks.paths["full"]) for r in full)
     # Shard i of the missing ones goes to rank i mod 2.
     n = len(store.manifest["shards"])
@@ -203,10 +155,10 @@ def test_two_ranks_build_the_single_process_store(two_ranks, store):
 
 def test_two_ranks_resume_their_interrupted_build(two_ranks, store):
     job = two_ranks.job
-    stopped = [job.result("stopped", rank) for rank in (0, 1)]
+    stopped = [_result(job, "stopped", rank) for rank in (0, 1)]
     assert all("KeyboardInterrupt" in r["error"] and r["path"] is None for r in stopped)
     assert [r["written"] for r in stopped] == [[0], [1]]
-    resumed = [job.result("resumed", rank) for rank in (0, 1)]
+    resumed = [_result(job, "resumed", rank) for rank in (0, 1)]
     assert all(r["error"] is None and r["path"] == str(two_ranks.paths["resumed"]) for r in resumed)
     assert two_ranks.paths["resumed"] == two_ranks.paths["stopped"]
     # Between them, the ranks computed at least every shard the interrupted build lacked.
@@ -217,7 +169,7 @@ def test_two_ranks_resume_their_interrupted_build(two_ranks, store):
 
 def test_two_ranks_resume_computes_only_the_missing_shards(two_ranks, store):
     n = len(store.manifest["shards"])
-    resumed = [two_ranks.job.result("resumed", rank) for rank in (0, 1)]
+    resumed = [_result(two_ranks.job, "resumed", rank) for rank in (0, 1)]
     assert [r["written"] for r in resumed] == _shares(n, list(range(2, n)))
 
 
@@ -227,7 +179,7 @@ def test_dead_rank_leaves_an_incomplete_store_that_one_process_resumes(two_ranks
     assert rc1 == -9  # SIGKILL, right before its second shard
     assert not (job.folder / "broken-rank1.json").exists()  # it never got to say anything
     # Rank 0 finishes its own share, then fails at the barrier instead of waiting for rank 1.
-    broken = job.result("broken", 0)
+    broken = _result(job, "broken", 0)
     assert rc0 != 0 and broken["path"] is None and "barrier" in broken["error"], job.stderr(0)
     n = len(store.manifest["shards"])
     assert broken["written"] == _shares(n)[0]
@@ -259,7 +211,7 @@ def test_a_job_of_one_builds_as_a_lone_process(model, docs, store, tmp_path, mon
     # In this process (no start-up to pay): torchrun's variables for a world of one.
     for name, value in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1").items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))
     written = _record_writes(monkeypatch)
     world = join(timeout_s=TIMEOUT_S)
     try:

@@ -18,12 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +33,7 @@ from saelab.train.checkpoint import list_checkpoints
 from saelab.train.replicated import share_of
 from saelab.train.synthetic import synthetic_source
 from saelab.train.trainer import RunConfig, TrainResult, fit
+from tests._ranks import Job, free_port, launch
 
 WORKER = Path(__file__).parent / "_distributed_worker.py"
 TIMEOUT_S = 30.0
@@ -78,61 +74,16 @@ def _spec(name: str, cfg: TrainConfig, run: RunConfig = RUN, delay: float = 0.0)
     return {"name": name, "cfg": cfg.to_dict(), "run": run.to_dict(), "delay": delay, "seed": DATA_SEED}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Job:
-    """Ranks of one launch, their output folder and their stderr files."""
-
-    procs: dict[int, subprocess.Popen]
-    folder: Path
-
-    def wait(self, timeout: float = WAIT_S) -> dict[int, int]:
-        """Every rank's exit code (raises TimeoutExpired, after killing them, if one hangs)."""
-        deadline = time.monotonic() + timeout
-        try:
-            return {r: p.wait(timeout=max(deadline - time.monotonic(), 0.1)) for r, p in self.procs.items()}
-        finally:
-            self.kill()
-
-    def kill(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
-
-    def stderr(self, rank: int) -> str:
-        return (self.folder / f"rank{rank}.err").read_text()
-
-    def result(self, name: str, rank: int) -> dict[str, Any]:
-        return torch.load(self.folder / f"{name}-rank{rank}.pt", weights_only=True)
-
-
 def _launch(
     folder: Path, runs_by_rank: dict[int, list[dict[str, Any]]], world_size: int = 2, timeout_s: float = TIMEOUT_S
 ) -> Job:
-    """Start the ranks in ``runs_by_rank`` (all of a world of ``world_size``, or fewer) as torchrun would."""
-    folder.mkdir(parents=True, exist_ok=True)
-    repo = str(Path(__file__).parents[2])  # the worker imports saelab from this checkout
-    pythonpath = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH", "")) if p)
-    common = dict(
-        os.environ, WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()),
-        OMP_NUM_THREADS="1", PYTHONPATH=pythonpath,
-    )
-    procs = {}
-    for rank, runs in runs_by_rank.items():
-        job_file = folder / f"rank{rank}.json"
-        job_file.write_text(json.dumps({"timeout_s": timeout_s, "out": str(folder), "runs": runs}))
-        env = dict(common, RANK=str(rank), LOCAL_RANK=str(rank))
-        with open(folder / f"rank{rank}.err", "w") as err:
-            procs[rank] = subprocess.Popen(
-                [sys.executable, str(WORKER), str(job_file)], env=env, stdout=subprocess.DEVNULL, stderr=err
-            )
-    return Job(procs, folder)
+    """Start the ranks in ``runs_by_rank`` (all of a world of ``world_size``, or fewer)."""
+    jobs = {rank: {"timeout_s": timeout_s, "out": str(folder), "runs": runs} for rank, runs in runs_by_rank.items()}
+    return launch(WORKER, folder, jobs, world_size)
+
+
+def _result(job: Job, name: str, rank: int) -> dict[str, Any]:
+    return torch.load(job.folder / f"{name}-rank{rank}.pt", weights_only=True)
 
 
 def _max_diff(state: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> float:
@@ -169,7 +120,7 @@ def two_ranks(tmp_path_factory) -> Finished:
     job = _launch(root / "job", {0: runs, 1: runs})
     for activation in CFGS:  # while the ranks train
         _reference(activation)
-    codes = job.wait()
+    codes = job.codes(WAIT_S)
     assert codes == {0: 0, 1: 0}, job.stderr(0) + job.stderr(1)
     return Finished(job, stopped)
 
@@ -177,7 +128,7 @@ def two_ranks(tmp_path_factory) -> Finished:
 @pytest.mark.parametrize("activation", list(CFGS))
 def test_two_ranks_equal_one_process(two_ranks, activation):
     reference = _reference(activation)
-    ranks = [two_ranks.job.result(activation, r) for r in (0, 1)]
+    ranks = [_result(two_ranks.job, activation, r) for r in (0, 1)]
     for name, value in ranks[0]["state"].items():
         assert torch.equal(ranks[1]["state"][name], value), f"the replicas' {name} differ"
     state = ranks[0]["state"]
@@ -198,7 +149,7 @@ def test_two_ranks_equal_one_process(two_ranks, activation):
 
 
 def test_two_ranks_stopped_then_one_process_resumes(two_ranks):
-    stopped = [two_ranks.job.result("stopped", r) for r in (0, 1)]
+    stopped = [_result(two_ranks.job, "stopped", r) for r in (0, 1)]
     assert [s["steps_done"] for s in stopped] == [20, 20] and stopped[0]["resumed_from"] is None
     assert [p.name for p in list_checkpoints(two_ranks.stopped_ckpt)] == ["ckpt-000000020.pt"]
     cfg = CFGS["topk"]
@@ -209,7 +160,7 @@ def test_two_ranks_stopped_then_one_process_resumes(two_ranks):
 
 
 def test_one_process_stopped_then_two_ranks_resume(two_ranks):
-    ranks = [two_ranks.job.result("from_one", r) for r in (0, 1)]
+    ranks = [_result(two_ranks.job, "from_one", r) for r in (0, 1)]
     assert [r["resumed_from"] for r in ranks] == [20, 20]
     assert ranks[0]["history"]["step"] == list(range(1, 41))
     _assert_equals_reference(ranks[0]["state"], _reference("topk"))
@@ -240,8 +191,8 @@ def test_sigkilled_rank_fails_the_other_then_the_run_resumes(tmp_path):
     assert 5 <= killed_at < cfg.total_steps
 
     resumed = _launch(tmp_path / "resumed", {r: [_spec("topk", cfg, run)] for r in (0, 1)})
-    assert resumed.wait() == {0: 0, 1: 0}, resumed.stderr(0) + resumed.stderr(1)
-    final = [resumed.result("topk", r) for r in (0, 1)]
+    assert resumed.codes(WAIT_S) == {0: 0, 1: 0}, resumed.stderr(0) + resumed.stderr(1)
+    final = [_result(resumed, "topk", r) for r in (0, 1)]
     assert [f["resumed_from"] for f in final] == [killed_at, killed_at]
     _assert_equals_reference(final[0]["state"], reference)
     assert all(torch.equal(final[1]["state"][k], v) for k, v in final[0]["state"].items())
@@ -251,7 +202,7 @@ def test_ranks_with_different_configs_both_fail(tmp_path):
     cfg = CFGS["topk"]
     runs = {0: [_spec("topk", cfg)], 1: [_spec("topk", dataclasses.replace(cfg, k=3))]}
     job = _launch(tmp_path, runs)
-    codes = job.wait()
+    codes = job.codes(WAIT_S)
     for rank in (0, 1):
         assert codes[rank] != 0
         assert "Ranks disagree on the training config: ranks [1] differ from rank 0" in job.stderr(rank)
@@ -263,7 +214,7 @@ def test_join_names_a_missing_master_addr(monkeypatch):
     assert join(timeout_s=5) is None  # not launched: runs alone
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))
     with pytest.raises(RuntimeError, match="MASTER_ADDR is not set"):
         join(timeout_s=5)
 
@@ -282,7 +233,7 @@ def test_a_rank_that_never_arrives_fails_the_others(tmp_path):
     timeout_s = 5.0
     job = _launch(tmp_path, {0: [_spec("topk", CFGS["topk"])]}, timeout_s=timeout_s)  # rank 1 of 2 never starts
     started = time.monotonic()
-    codes = job.wait(timeout=WAIT_S)
+    codes = job.codes(WAIT_S)
     took = time.monotonic() - started
     print(f"\nrank 0 alone exited {codes[0]} after {took:.2f} s (timeout {timeout_s} s)")
     assert codes[0] != 0

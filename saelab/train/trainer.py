@@ -177,8 +177,15 @@ def _prepare(
     sae.replicas = replicas
     optimizer = make_optimizer(sae, cfg)
     scheduler = make_scheduler(optimizer, cfg)
-    start, history = _maybe_resume(run, sae, optimizer, scheduler)
-    if replicas is not None:
+    if replicas is None:
+        start, history = _maybe_resume(run, sae, optimizer, scheduler)
+    else:
+        # The leader first, since loading may move a damaged checkpoint aside; then the others.
+        if replicas.is_leader:
+            start, history = _maybe_resume(run, sae, optimizer, scheduler)
+        replicas.barrier()
+        if not replicas.is_leader:
+            start, history = _maybe_resume(run, sae, optimizer, scheduler)
         replicas.agree(start, "the step to resume from (every rank must see the same checkpoint_dir)")
     if start == 0 and cfg.normalize_activations == "expected_average_only_in":
         sae.set_input_scale(input_scale(source(0), cfg.d_in, cfg.norm_batches, replicas))

@@ -13,7 +13,9 @@ into groups and gives each rank the :class:`Replicas` of its own group.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -123,6 +125,22 @@ class Replicas:
     def barrier(self) -> None:
         dist.barrier(group=self.group)
 
+    @contextlib.contextmanager
+    def leader_first(self) -> Iterator[None]:
+        """Run the block on the leader, then, once it is done, on every other rank (for work
+        that the first to do it changes for the others: converting and caching a model,
+        moving a damaged checkpoint aside)."""
+        if not self.is_leader:
+            self.barrier()
+        yield
+        if self.is_leader:
+            self.barrier()
+
+
+def whole_world(world: World) -> Replicas:
+    """Every rank of ``world`` as one group."""
+    return Replicas(ranks=tuple(range(world.world_size)), rank=world.rank)
+
 
 def split_world(world: World, n_groups: int) -> tuple[int, Replicas]:
     """Cut the world into ``n_groups`` equal groups of consecutive ranks; returns this rank's
@@ -134,7 +152,7 @@ def split_world(world: World, n_groups: int) -> tuple[int, Replicas]:
         )
     size = world.world_size // n_groups
     if n_groups == 1:
-        return 0, Replicas(ranks=tuple(range(size)), rank=world.rank)
+        return 0, whole_world(world)
     mine: Replicas | None = None
     for g in range(n_groups):  # every rank creates every group, in the same order
         ranks = tuple(range(g * size, (g + 1) * size))

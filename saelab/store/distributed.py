@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
+from saelab.distributed.replicas import whole_world
 from saelab.store.config import StoreConfig
 from saelab.store.manifest import exclusive, write_manifest
 from saelab.store.shards import fill, finish, missing_shards, valid_shards
@@ -49,11 +50,8 @@ def build_across(
 ) -> None:
     """Fill the store at ``path`` with every rank of ``world``; ``prepare`` (run on rank 0
     under the folder's lock) returns the manifest to build from."""
-    from saelab.distributed.replicas import Replicas
-
     # Ranks whose model, corpus or settings differ would wait on each other's folders.
-    everyone = Replicas(ranks=tuple(range(world.world_size)), rank=world.rank)
-    everyone.agree(key, "the activation store's key (model weights, corpus and StoreConfig)")
+    whole_world(world).agree(key, "the activation store's key (model weights, corpus and StoreConfig)")
     # Rank 0 holds the folder's lock for the whole build, as a single-process build does.
     with exclusive(path) if world.is_main else contextlib.nullcontext():
         if world.is_main:

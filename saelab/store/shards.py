@@ -31,14 +31,13 @@ from saelab.store.pack import keep_mask
 log = logging.getLogger(__name__)
 
 RECORDS = "done"
+"""Folder of the shard records."""
 
 
 class Progress(Protocol):
     """Anything with tqdm's ``update``."""
 
     def update(self, n: int) -> object: ...
-
-"""Folder of the shard records."""
 
 
 def n_shards(manifest: dict[str, Any]) -> int:

@@ -20,6 +20,7 @@ with any number of ranks, since the global batch does not change.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import math
@@ -115,27 +116,25 @@ def _run(args: argparse.Namespace, world: World | None) -> int:
     import torch
 
     from saelab import profiles
-    from saelab.distributed import Replicas, split_world
+    from saelab.distributed import split_world, whole_world
     from saelab.train.pipeline import activation_store
 
     profile = profiles.get(args.profile)
     hooks = hooks_of(args, profile.default_hook)
-    if world is not None:  # ranks launched with different arguments would wait for each other forever
-        Replicas(ranks=tuple(range(world.world_size)), rank=world.rank).agree(vars(args), "the command-line arguments")
+    everyone = whole_world(world) if world is not None else None
+    if everyone is not None:  # ranks launched with different arguments would wait for each other forever
+        everyone.agree(vars(args), "the command-line arguments")
     device = args.device or (str(world.device) if world is not None else None)
-    dtype = getattr(torch, args.model_dtype)
-    if world is not None and not world.is_main:
-        world.barrier()  # rank 0 converts and caches the model first, so the ranks do not all do it at once
-    model = profile.load_model(device, dtype=dtype)
-    if world is not None and world.is_main:
-        world.barrier()
+    # Rank 0 converts and caches the model first, so that the ranks do not all do it at once.
+    with everyone.leader_first() if everyone is not None else contextlib.nullcontext():
+        model = profile.load_model(device, dtype=getattr(torch, args.model_dtype))
     store_tokens = args.store_tokens or int(args.tokens * 1.06) + 1
     store = activation_store(model, hooks, n_tokens=store_tokens, seed=args.seed, world=world)
     if world is None:
-        results = {hook: _train_one(args, model, store, hook, None) for hook in hooks}
+        results = {hook: _train_one(args, model, store, hook, None, len(hooks) > 1) for hook in hooks}
     else:
         group, replicas = split_world(world, len(hooks))
-        result = _train_one(args, model, store, hooks[group], replicas)
+        result = _train_one(args, model, store, hooks[group], replicas, len(hooks) > 1)
         results = {hooks[group]: result} if replicas.is_leader else {}
     if results:
         from saelab.train.pipeline import summary_table
@@ -146,8 +145,9 @@ def _run(args: argparse.Namespace, world: World | None) -> int:
 
 
 def _train_one(args: argparse.Namespace, model: HookedTransformer, store: ActivationStore, hook: str,
-               replicas: Replicas | None) -> tuple[TrainResult, EvalResult | None]:
-    """Train, save and evaluate the SAE of one hook (saving and evaluating on the group's leader only)."""
+               replicas: Replicas | None, several: bool) -> tuple[TrainResult, EvalResult | None]:
+    """Train, save and evaluate the SAE of one hook (saving and evaluating on the group's
+    leader only); ``several``: one of several SAEs, saved in a folder of its own under --out."""
     from saelab.train.export import save_sae
     from saelab.train.pipeline import evaluate_saved, train_on_store
     from saelab.train.trainer import RunConfig, checkpoint_folder
@@ -166,8 +166,6 @@ def _train_one(args: argparse.Namespace, model: HookedTransformer, store: Activa
                             replicas=replicas)
     if replicas is not None and not replicas.is_leader:
         return result.train, None
-    # Several SAEs go to one folder each, under --out when it is given.
-    several = len(args.hooks or args.layers or [hook]) > 1
     out = (args.out / hook if several else args.out) if args.out else cache_dir() / "saes" / f"{args.activation}-{hook}"
     save_sae(result.sae, out)
     print(f"\nSaved SAE (SAELens format) to {out}")

@@ -23,12 +23,17 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from saelab.train.base import TrainStepOutput
 from saelab.train.kernels.pairs import ActivePairs
-from saelab.train.kernels.select import batch_top_indices, batch_top_indices_across, batch_top_indices_reference
+from saelab.train.kernels.select import (
+    LocalSelect,
+    batch_top_indices,
+    batch_top_indices_across,
+    batch_top_indices_reference,
+)
 from saelab.train.registry import Architecture, Calibration
 from saelab.train.topk import TopKConfig, TopKFamilySAE
 
@@ -72,18 +77,17 @@ class TrainableBatchTopKSAE(TopKFamilySAE[BatchTopKConfig]):
 
     # Under data parallelism "the batch" is the global batch, spread over the replicas.
 
+    def _batch_top(self, pre_BF: Tensor, select: LocalSelect) -> Int[Tensor, " n_kept"]:
+        if self.replicas is None:
+            return select(pre_BF, self.cfg.k)
+        return batch_top_indices_across(pre_BF, self.cfg.k, self.replicas, select)
+
     def _select(self, pre_BF: Tensor) -> ActivePairs:
-        if self.replicas is not None:
-            flat_idx = batch_top_indices_across(pre_BF, self.cfg.k, self.replicas, batch_top_indices)
-        else:
-            flat_idx = batch_top_indices(pre_BF, self.cfg.k)
+        flat_idx = self._batch_top(pre_BF, batch_top_indices)
         return ActivePairs.from_flat(flat_idx, pre_BF.shape[0], self.cfg.d_sae)
 
     def _select_reference(self, pre_BF: Tensor) -> Float[Tensor, "batch d_sae"]:
-        if self.replicas is not None:
-            flat_idx = batch_top_indices_across(pre_BF, self.cfg.k, self.replicas, batch_top_indices_reference)
-        else:
-            flat_idx = batch_top_indices_reference(pre_BF, self.cfg.k)
+        flat_idx = self._batch_top(pre_BF, batch_top_indices_reference)
         values = pre_BF.reshape(-1)[flat_idx].to(self.dtype).relu()
         flat = pre_BF.new_zeros(pre_BF.numel(), dtype=self.dtype).scatter(0, flat_idx, values)
         return flat.view(pre_BF.shape)
@@ -91,12 +95,13 @@ class TrainableBatchTopKSAE(TopKFamilySAE[BatchTopKConfig]):
     @torch.no_grad()
     def _observe(self, out: TrainStepOutput) -> None:
         kept = out.active_values
-        smallest = kept.min().to(torch.float64) if kept.numel() else torch.tensor(math.inf, device=kept.device)
-        if self.replicas is not None:
-            smallest = self.replicas.min_(smallest.to(torch.float64).reshape(1))[0]
+        inf = torch.tensor(math.inf, dtype=torch.float64, device=kept.device)
+        smallest = (kept.min().to(torch.float64) if kept.numel() else inf).reshape(1)
+        if self.replicas is not None:  # the smallest kept activation of the global batch
+            smallest = self.replicas.min_(smallest)
         if math.isfinite(float(smallest)):
             rate = self.cfg.topk_threshold_lr
-            self.topk_threshold.mul_(1 - rate).add_(rate * smallest.to(torch.float64))
+            self.topk_threshold.mul_(1 - rate).add_(rate * smallest[0])
 
     def sae_lens_tensors(self) -> dict[str, Tensor]:
         return {"threshold": self.topk_threshold.to(self.dtype).expand(self.cfg.d_sae).clone()}

@@ -9,6 +9,7 @@ source to start there, with the SAE, optimizer, schedule and RNG states restored
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -177,15 +178,10 @@ def _prepare(
     sae.replicas = replicas
     optimizer = make_optimizer(sae, cfg)
     scheduler = make_scheduler(optimizer, cfg)
-    if replicas is None:
+    # The leader loads first: loading may move a damaged checkpoint aside.
+    with replicas.leader_first() if replicas is not None else contextlib.nullcontext():
         start, history = _maybe_resume(run, sae, optimizer, scheduler)
-    else:
-        # The leader first, since loading may move a damaged checkpoint aside; then the others.
-        if replicas.is_leader:
-            start, history = _maybe_resume(run, sae, optimizer, scheduler)
-        replicas.barrier()
-        if not replicas.is_leader:
-            start, history = _maybe_resume(run, sae, optimizer, scheduler)
+    if replicas is not None:
         replicas.agree(start, "the step to resume from (every rank must see the same checkpoint_dir)")
     if start == 0 and cfg.normalize_activations == "expected_average_only_in":
         sae.set_input_scale(input_scale(source(0), cfg.d_in, cfg.norm_batches, replicas))

@@ -29,7 +29,7 @@ LAYERS: dict[str, int] = {
     "__init__": 10,  # the public face: it imports lazily from every package
 }  # fmt: skip
 
-STATISTICS = ("analysis/_checks.py", "analysis/rankings.py", "analysis/stats.py", "analysis/specialists.py",
+STATISTICS = ("analysis/_checks.py", "analysis/rankings.py", "analysis/significance.py", "analysis/specialists.py",
               "analysis/coactivation.py", "analysis/layers.py")  # fmt: skip
 STATISTICS_MAY_IMPORT = {"numpy", "scipy", "pandas", "jaxtyping", "saelab"}
 

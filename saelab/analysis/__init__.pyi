@@ -1,14 +1,13 @@
 # Public names of this package, imported on first use (lazy_loader reads this stub);
 # `name as name` marks each as re-exported for type checkers.
-from . import examples as examples, feature as feature, layers as layers, rankings as rankings, stats as stats
-from .coactivation import CoActivation as CoActivation, coactivation as coactivation
-from .examples import (
-    TopExamples as TopExamples,
-    rank_text_features as rank_text_features,
-    token_profile as token_profile,
-    top_examples as top_examples,
-    top_examples_in as top_examples_in,
+from . import (
+    feature as feature,
+    layers as layers,
+    max_activating as max_activating,
+    rankings as rankings,
+    significance as significance,
 )
+from .coactivation import CoActivation as CoActivation, coactivation as coactivation
 from .feature import (
     FeatureSummary as FeatureSummary,
     Histogram as Histogram,
@@ -23,6 +22,13 @@ from .layers import (
     describe_trends as describe_trends,
     layer_trends as layer_trends,
 )
+from .max_activating import (
+    TopExamples as TopExamples,
+    rank_text_features as rank_text_features,
+    token_profile as token_profile,
+    top_examples as top_examples,
+    top_examples_in as top_examples_in,
+)
 from .rankings import (
     ActivityStats as ActivityStats,
     activity as activity,
@@ -32,15 +38,7 @@ from .rankings import (
     selective as selective,
     strongest as strongest,
 )
-from .specialists import (
-    SPECIALIST_COLUMNS as SPECIALIST_COLUMNS,
-    StrongCounts as StrongCounts,
-    default_permutations as default_permutations,
-    specialist_matrix as specialist_matrix,
-    specialists as specialists,
-    strong_counts as strong_counts,
-)
-from .stats import (
+from .significance import (
     ConfidenceInterval as ConfidenceInterval,
     PermutationResult as PermutationResult,
     auroc_by_category as auroc_by_category,
@@ -48,4 +46,12 @@ from .stats import (
     bootstrap_auroc_ci as bootstrap_auroc_ci,
     midranks as midranks,
     permutation_pvalues as permutation_pvalues,
+)
+from .specialists import (
+    SPECIALIST_COLUMNS as SPECIALIST_COLUMNS,
+    StrongCounts as StrongCounts,
+    default_permutations as default_permutations,
+    specialist_matrix as specialist_matrix,
+    specialists as specialists,
+    strong_counts as strong_counts,
 )

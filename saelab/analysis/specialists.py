@@ -3,7 +3,7 @@
 For every category and feature, :func:`specialists` compares the texts inside the category
 with those outside it: AUROC (a rank statistic), a label-permutation p-value, a
 Benjamini-Hochberg q-value over all features and a bootstrap confidence interval
-(:mod:`saelab.analysis.stats`), plus a count-based score, ``strong_in_minus_out``: texts
+(:mod:`saelab.analysis.significance`), plus a count-based score, ``strong_in_minus_out``: texts
 where the feature is strong inside the category minus outside it.
 """
 
@@ -26,7 +26,7 @@ from saelab.analysis._checks import (
     one_hot,
     select_categories,
 )
-from saelab.analysis.stats import (
+from saelab.analysis.significance import (
     auroc_by_category,
     benjamini_hochberg,
     bootstrap_auroc_ci,

@@ -15,8 +15,8 @@ from .collect import collect_examples as collect_examples
 from .config import ExamplesConfig as ExamplesConfig
 from .decompositions import Decomposition as Decomposition
 from .example_set import ExampleSet as ExampleSet
-from .examples import Context as Context, FeatureExamples as FeatureExamples
 from .explanation import Explanation as Explanation
+from .feature_examples import Context as Context, FeatureExamples as FeatureExamples
 from .replication import (
     ReplicationConfig as ReplicationConfig,
     compare_decompositions as compare_decompositions,

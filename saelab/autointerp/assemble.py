@@ -13,7 +13,7 @@ from transformer_lens import HookedTransformer
 
 from saelab.autointerp.config import ExamplesConfig
 from saelab.autointerp.decompositions import Decomposition
-from saelab.autointerp.examples import Context, FeatureExamples
+from saelab.autointerp.feature_examples import Context, FeatureExamples
 from saelab.autointerp.sources import ActivationSource
 from saelab.extract.tokens import token_strings
 

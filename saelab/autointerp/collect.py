@@ -75,7 +75,7 @@ def collect_examples(
     progress: bool = True,
     device: str | torch.device | None = None,
 ) -> ExampleSet:
-    """The :class:`~saelab.autointerp.examples.FeatureExamples` of ``features`` (None: all)
+    """The :class:`~saelab.autointerp.feature_examples.FeatureExamples` of ``features`` (None: all)
     of ``decomposition`` over ``source``; ``model`` supplies the tokenizer for the contexts."""
     cfg = config or ExamplesConfig()
     selected = _check_features(features, decomposition.n_features)

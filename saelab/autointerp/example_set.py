@@ -10,7 +10,7 @@ from pathlib import Path
 
 from saelab._util.atomic import atomic_write_text
 from saelab.autointerp.config import ExamplesConfig
-from saelab.autointerp.examples import FeatureExamples
+from saelab.autointerp.feature_examples import FeatureExamples
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from saelab.autointerp.backends.base import Backend
-from saelab.autointerp.examples import FeatureExamples
+from saelab.autointerp.feature_examples import FeatureExamples
 from saelab.autointerp.scorers import metrics
 from saelab.autointerp.scorers.detection import DetectionConfig, detection_probabilities, detection_score
 from saelab.autointerp.scorers.embedding import TextEmbedder, embedding_scores

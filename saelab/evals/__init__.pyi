@@ -1,12 +1,13 @@
 # Public names of this package, imported on first use (lazy_loader reads this stub);
 # `name as name` marks each as re-exported for type checkers.
-from . import accumulators as accumulators, harness as harness, metrics as metrics, splice as splice
+from . import accumulators as accumulators, ce_loss as ce_loss, harness as harness, metrics as metrics
 from .accumulators import (
     MASSIVE_NORM_RATIO as MASSIVE_NORM_RATIO,
     CELossMetrics as CELossMetrics,
     DownstreamStats as DownstreamStats,
     ReconstructionStats as ReconstructionStats,
 )
+from .ce_loss import MissingBOSWarning as MissingBOSWarning, ce_loss_metrics as ce_loss_metrics
 from .harness import EvalResult as EvalResult, compare as compare, evaluate_sae as evaluate_sae
 from .metrics import (
     DEFAULT_DENSE_THRESHOLD as DEFAULT_DENSE_THRESHOLD,
@@ -22,4 +23,3 @@ from .metrics import (
     mse as mse,
     shared_density_histograms as shared_density_histograms,
 )
-from .splice import MissingBOSWarning as MissingBOSWarning, ce_loss_metrics as ce_loss_metrics

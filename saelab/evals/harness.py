@@ -16,16 +16,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from saelab.evals.accumulators import DownstreamStats, ReconstructionStats
-from saelab.evals.metrics import (
-    DEFAULT_DENSE_THRESHOLD,
-    DEFAULT_HISTOGRAM_BINS,
-    DensityHistogram,
-    dead_fraction,
-    dense_fraction,
-    density_histogram,
-    feature_density,
-)
-from saelab.evals.splice import (
+from saelab.evals.ce_loss import (
     DEFAULT_MAX_LOGIT_BYTES,
     BosPolicy,
     add_recon,
@@ -34,6 +25,15 @@ from saelab.evals.splice import (
     sae_reconstruct,
     validate_tokens,
     warn_if_no_bos,
+)
+from saelab.evals.metrics import (
+    DEFAULT_DENSE_THRESHOLD,
+    DEFAULT_HISTOGRAM_BINS,
+    DensityHistogram,
+    dead_fraction,
+    dense_fraction,
+    density_histogram,
+    feature_density,
 )
 from saelab.extract.hooks import hook_activations
 from saelab.saes import check_compatible, sae_hook_name

@@ -10,12 +10,12 @@ from . import (
     edits as edits,
     effects as effects,
     embedding_attribution as embedding_attribution,
+    feature_scale as feature_scale,
     generation as generation,
     logits as logits,
     metrics as metrics,
     probe as probe,
     splice as splice,
-    stats as stats,
     steerer as steerer,
     steering as steering,
     sweep as sweep,
@@ -38,6 +38,7 @@ from .circuits import FeatureCircuit as FeatureCircuit, feature_circuit as featu
 from .edits import add_to_features as add_to_features, check_features as check_features, set_features as set_features
 from .effects import FeatureEffects as FeatureEffects, feature_effects as feature_effects
 from .embedding_attribution import TokenAttribution as TokenAttribution, token_attribution as token_attribution
+from .feature_scale import FeatureStats as FeatureStats, feature_stats as feature_stats
 from .generation import Generation as Generation, generate as generate
 from .logits import LogitEffect as LogitEffect, logit_effect as logit_effect
 from .metrics import (
@@ -50,7 +51,6 @@ from .metrics import (
 )
 from .probe import ConceptProbe as ConceptProbe
 from .splice import FeatureEdit as FeatureEdit, Splice as Splice, splice_delta as splice_delta, spliced as spliced
-from .stats import FeatureStats as FeatureStats, feature_stats as feature_stats
 from .steerer import Steerer as Steerer, SteeringOutcome as SteeringOutcome
 from .steering import SteerMode as SteerMode, raw_strengths as raw_strengths, steer as steer
 from .sweep import (

@@ -28,13 +28,13 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from saelab._util.hook_names import resume_layer_for_hook
-from saelab.evals.splice import validate_tokens, warn_if_no_bos
+from saelab.evals.ce_loss import validate_tokens, warn_if_no_bos
 from saelab.extract.batches import pad_rows
 from saelab.extract.hooks import encode_activations, run_hooks
 from saelab.extract.tokens import token_strings, tokenize
 from saelab.interventions.edits import check_features, set_features
+from saelab.interventions.feature_scale import FeatureStats, feature_stats
 from saelab.interventions.splice import STATEFUL_NORMS, Splice, edit_mask
-from saelab.interventions.stats import FeatureStats, feature_stats
 from saelab.saes import check_compatible, sae_hook_name
 
 AblationMode = Literal["zero", "mean"]

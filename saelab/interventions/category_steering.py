@@ -17,8 +17,8 @@ from transformer_lens import HookedTransformer
 
 from saelab.analysis.specialists import specialists
 from saelab.extract.cache import cached_per_token
+from saelab.interventions.feature_scale import feature_stats
 from saelab.interventions.probe import ConceptProbe
-from saelab.interventions.stats import feature_stats
 from saelab.interventions.sweep import SweepConfig, SweepResult, steering_sweep, steering_table
 from saelab.saes import sae_hook_name
 

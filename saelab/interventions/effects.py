@@ -44,7 +44,7 @@ from saelab.interventions.ablation import (
     row_token_strings,
 )
 from saelab.interventions.edits import check_features
-from saelab.interventions.stats import FeatureStats
+from saelab.interventions.feature_scale import FeatureStats
 
 _LOGIT_BLOCKS = 3  # edited logits, one temporary of their size, and their difference from clean
 

@@ -25,8 +25,8 @@ from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 from saelab.extract.batches import pad_rows
 from saelab.extract.tokens import Tokenized, tokenize, tokenizer_of
 from saelab.interventions.edits import check_features, check_strengths
+from saelab.interventions.feature_scale import FeatureStats, feature_stats
 from saelab.interventions.splice import FeatureEdit, Splice, edit_mask, spliced
-from saelab.interventions.stats import FeatureStats, feature_stats
 from saelab.interventions.steering import STEER_MODES, SteerMode, StrengthUnit, raw_strengths
 
 DEFAULT_NEW_TOKENS = 32

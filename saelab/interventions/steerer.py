@@ -18,9 +18,9 @@ from transformer_lens import HookedTransformer
 from saelab._util.hook_names import hook_layer
 from saelab.data import load_dataset
 from saelab.interventions.category_steering import ranked_specialists
+from saelab.interventions.feature_scale import FeatureStats, feature_stats
 from saelab.interventions.generation import DEFAULT_NEW_TOKENS, generate, prompt_ids
 from saelab.interventions.probe import ConceptProbe
-from saelab.interventions.stats import FeatureStats, feature_stats
 from saelab.interventions.steering import SteerMode, StrengthUnit
 from saelab.interventions.text_scores import continuation_scores
 from saelab.profiles import get as get_profile, names as profile_names

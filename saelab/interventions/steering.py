@@ -15,8 +15,8 @@ from sae_lens import SAE
 from transformer_lens import HookedTransformer
 
 from saelab.interventions.edits import add_to_features, as_mapping, check_features, check_strengths, set_features
+from saelab.interventions.feature_scale import FeatureStats, feature_stats
 from saelab.interventions.splice import FeatureEdit, Splice, spliced
-from saelab.interventions.stats import FeatureStats, feature_stats
 
 SteerMode = Literal["add", "clamp"]
 StrengthUnit = Literal["max", "raw"]

@@ -26,10 +26,10 @@ from transformer_lens import HookedTransformer
 
 from saelab._util.config import JsonConfig
 from saelab.interventions.edits import check_features, check_strengths
+from saelab.interventions.feature_scale import FeatureStats, feature_stats
 from saelab.interventions.generation import decode_continuation, prompt_ids, rowwise_edit, sample_rows
 from saelab.interventions.probe import ConceptProbe
 from saelab.interventions.splice import spliced
-from saelab.interventions.stats import FeatureStats, feature_stats
 from saelab.interventions.steering import STEER_MODES, SteerMode, raw_strengths
 from saelab.interventions.sweep_stats import BASELINE, Arm, HeldOut, arm_curve, choose_arm, held_out_summary
 from saelab.interventions.text_scores import continuation_scores

@@ -149,7 +149,7 @@ def explanation_table_html(
     """An HTML table (with the highlighting CSS) of the first ``n`` rows of ``frame`` (None:
     all): feature, explainer, explanation, and per metric the score and its shuffled control.
 
-    ``examples`` maps a feature to its :class:`~saelab.autointerp.examples.FeatureExamples`
+    ``examples`` maps a feature to its :class:`~saelab.autointerp.feature_examples.FeatureExamples`
     (an ``ExampleSet`` works); each row then shows the feature's top explain context with
     every token shaded by its activation. Explanations are escaped, never rendered as HTML.
     """

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as ipw
 import pandas as pd
 
-from saelab.analysis.examples import rank_text_features
+from saelab.analysis.max_activating import rank_text_features
 from saelab.viz.highlight import TokenHighlight, format_value
 
 if TYPE_CHECKING:

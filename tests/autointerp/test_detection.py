@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from saelab.autointerp.backends.base import Backend
-from saelab.autointerp.examples import Context
+from saelab.autointerp.feature_examples import Context
 from saelab.autointerp.scorers.detection import (
     DetectionConfig,
     detection_probabilities,

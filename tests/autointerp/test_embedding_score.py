@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from saelab.autointerp.backends.embedder import load_embedder
-from saelab.autointerp.examples import Context
+from saelab.autointerp.feature_examples import Context
 from saelab.autointerp.scorers.embedding import MemoEmbedder, embed_contexts, embedding_scores
 
 COOKING = [

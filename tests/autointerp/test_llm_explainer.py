@@ -10,7 +10,6 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from saelab.autointerp.examples import Context, FeatureExamples
 from saelab.autointerp.explainers.llm import (
     UNUSABLE,
     WORKED_EXAMPLES,
@@ -21,6 +20,7 @@ from saelab.autointerp.explainers.llm import (
     marked_text,
     peak_window,
 )
+from saelab.autointerp.feature_examples import Context, FeatureExamples
 
 
 def context(tokens: list[str], acts: list[float], source: int) -> Context:

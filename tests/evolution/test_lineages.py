@@ -141,9 +141,11 @@ def test_back_matches_equal_matching_the_transposed_similarity(method):
     assert back.threshold == pytest.approx(expected.threshold) and back.null_rate == pytest.approx(expected.null_rate)
     for got, want in ((back.best, expected.best), (back.best_b, expected.best_b)):
         pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    # Sorted on every column: rows that tie on feature_a may come out in any order.
+    keys = list(expected.pairs.columns)
     pd.testing.assert_frame_equal(
-        back.pairs.sort_values("feature_a", ignore_index=True),
-        expected.pairs.sort_values("feature_a", ignore_index=True),
+        back.pairs.sort_values(keys, ignore_index=True)[keys],
+        expected.pairs.sort_values(keys, ignore_index=True),
         check_dtype=False,
     )
     as_null = Similarities("decoder", sims.null_check, sims.null, sims.null, 0)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from saelab.interventions import ablation
 from saelab.interventions.ablation import ablate, edit_mask
-from saelab.interventions.stats import FeatureStats
+from saelab.interventions.feature_scale import FeatureStats
 
 HOOK = "blocks.2.hook_resid_pre"
 TEXTS = ["The cat sat on the mat.", "import numpy as np", "Bonjour, je suis content de vous voir ici."]

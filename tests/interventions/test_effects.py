@@ -11,8 +11,8 @@ from saelab.extract.hooks import encode_activations, run_hooks
 from saelab.interventions.ablation import ablate, as_token_batch, edit_mask
 from saelab.interventions.edits import set_features
 from saelab.interventions.effects import ablation_deltas, feature_effects
+from saelab.interventions.feature_scale import FeatureStats
 from saelab.interventions.splice import splice_delta
-from saelab.interventions.stats import FeatureStats
 
 HOOK = "blocks.2.hook_resid_pre"
 TEXTS = ["The cat sat on the mat.", "import numpy as np", "Bonjour, je suis content de vous voir ici."]

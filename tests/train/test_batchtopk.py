@@ -57,7 +57,10 @@ def test_selection_matches_sae_lens_batchtopk():
     x = torch.randn(24, 8, dtype=torch.float64)
     ours = sae.forward_train(x, kernel="reference").feats.detach()
     theirs = BatchTopK(4)(_pre(sae, x).detach())
-    torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    # The same entries are kept; their values may differ by the last bits, because the two
+    # libraries reach the pre-activations through different BLAS calls (a few ulps of float64).
+    assert torch.equal(ours > 0, theirs > 0)
+    torch.testing.assert_close(ours, theirs, rtol=8 * torch.finfo(torch.float64).eps, atol=0)
     assert (ours == 0).any() and (ours > 0).sum() <= 4 * 24
 
 

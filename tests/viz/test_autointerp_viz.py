@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from saelab.autointerp.examples import Context, FeatureExamples
+from saelab.autointerp.feature_examples import Context, FeatureExamples
 from saelab.viz.autointerp import explanation_table_html, replication_figure, score_distributions
 
 

@@ -24,9 +24,9 @@ from jaxtyping import Float
 
 from saelab._util.config import JsonConfig
 from saelab.autointerp.backends.base import Backend, Chat, Message
-from saelab.autointerp.examples import Context, FeatureExamples
 from saelab.autointerp.explainers.patterns import NEVER_FIRES
 from saelab.autointerp.explanation import Explanation
+from saelab.autointerp.feature_examples import Context, FeatureExamples
 
 NAME = "llm"
 MARK_OPEN, MARK_CLOSE = "<<", ">>"

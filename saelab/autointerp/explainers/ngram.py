@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
 from saelab._util.config import JsonConfig
-from saelab.autointerp.examples import Context, FeatureExamples
 from saelab.autointerp.explainers.base import PatternExplainer, Scale
 from saelab.autointerp.explainers.patterns import (
     Pattern,
     relative_weight,
 )
+from saelab.autointerp.feature_examples import Context, FeatureExamples
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -28,8 +28,8 @@ from jaxtyping import Float, Int
 
 from saelab._util.config import JsonConfig
 from saelab.autointerp.backends.base import Backend, Chat, Message
-from saelab.autointerp.examples import Context
 from saelab.autointerp.explainers.llm import marked_text, peak_window, plain_text
+from saelab.autointerp.feature_examples import Context
 from saelab.autointerp.scorers import metrics
 
 Mode = Literal["detection", "fuzzing"]

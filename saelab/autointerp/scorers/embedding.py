@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 from jaxtyping import Float
 
-from saelab.autointerp.examples import Context
+from saelab.autointerp.feature_examples import Context
 from saelab.autointerp.scorers.metrics import auroc
 
 DEFAULT_BATCH = 64

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 from jaxtyping import Float
 
-from saelab.analysis.stats import midranks
+from saelab.analysis.significance import midranks
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from typing import NamedTuple
 import numpy as np
 from jaxtyping import Float
 
-from saelab.autointerp.examples import Context
 from saelab.autointerp.explainers.patterns import Pattern, parse_patterns, simulate
+from saelab.autointerp.feature_examples import Context
 
 
 class SimulationScore(NamedTuple):

@@ -1,4 +1,4 @@
-"""saelab.evals.splice: CE-loss metrics of the spliced, clean and zero-ablated runs on the real
+"""saelab.evals.ce_loss: CE-loss metrics of the spliced, clean and zero-ablated runs on the real
 model. A perfect SAE recovers everything, BOS is never spliced, measured or counted, and the
 numbers agree with SAELens's ``get_downstream_reconstruction_metrics`` (``ce_loss_without_sae``
 / ``_with_sae`` / ``_with_ablation``, ``ce_loss_score``, ``kl_div_with_sae``) on a stub store."""

@@ -1,4 +1,4 @@
-"""saelab.analysis.stats against references that live here, not in the library: AUROC by
+"""saelab.analysis.significance against references that live here, not in the library: AUROC by
 brute force over all (in, out) pairs, exact permutation p-values by enumerating every
 relabelling of a tiny matrix, SciPy's Benjamini-Hochberg, and a plain loop over bootstrap
 replicates."""

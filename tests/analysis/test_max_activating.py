@@ -1,4 +1,4 @@
-"""saelab.analysis.examples: where a feature fires, token by token. Streamed top examples
+"""saelab.analysis.max_activating: where a feature fires, token by token. Streamed top examples
 equal a brute-force search on the real model; token profiles and a text's top features are
 checked on hand-made per-token features."""
 

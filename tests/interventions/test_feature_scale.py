@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from saelab.extract.per_token import PerTokenFeatures
-from saelab.interventions.stats import FeatureStats, feature_stats, stats_from_per_token
+from saelab.interventions.feature_scale import FeatureStats, feature_stats, stats_from_per_token
 
 
 def _planted() -> PerTokenFeatures:

@@ -8,8 +8,7 @@ explorer object, so tests drive the controls and read it without a browser or a 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -18,7 +17,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from saelab._util.atomic import atomic_write_text
 from saelab.analysis.feature import FeatureSummary, feature_summary
 from saelab.analysis.rankings import frequent, selective, strongest
 from saelab.analysis.specialists import specialists
@@ -38,6 +36,7 @@ from saelab.viz.explorer_view import (
 )
 from saelab.viz.highlight import HighlightedTexts, html_document
 from saelab.viz.style import value_label
+from saelab.viz.widget_base import WidgetPanel, row, write_page
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -65,12 +64,7 @@ def _chart_output() -> ipw.Output:
     return ipw.Output(layout=ipw.Layout(flex=f"1 1 {CHART_MIN_WIDTH}", min_width="0"))
 
 
-def _row(*children: ipw.Widget) -> ipw.HBox:
-    """Widgets side by side while they fit, wrapping onto the next line when they do not."""
-    return ipw.HBox(list(children), layout=ipw.Layout(flex_flow="row wrap"))
-
-
-class FeatureExplorer:
+class FeatureExplorer(WidgetPanel):
     """Browse the features of one or more SAEs: pick an SAE, a feature and a category.
 
     Controls: SAE dropdown, feature id (typed), a ranked list of features (strongest,
@@ -113,13 +107,12 @@ class FeatureExplorer:
         # interactive; use saelab.analysis.specialists directly for the reported statistics.
         self.specialist_kwargs = {"n_permutations": 2000, "n_bootstrap": 0, **(specialist_kwargs or {})}
         self._rankings: dict[tuple[str, str, str], pd.DataFrame] = {}
-        self._syncing = False
         self.summary: FeatureSummary | None = None
         self.figures: dict[str, go.Figure] = {}
         self.examples: HighlightedTexts | None = None
         self.ranked = pd.DataFrame()
         self._build_controls()
-        self.widget = self._build_widget()
+        self._assemble(self._layout())
 
         with self._sync():
             self._refresh_ranking()
@@ -153,19 +146,17 @@ class FeatureExplorer:
         self.examples_html = ipw.HTML()
         self.figure_outputs = {name: _chart_output() if name in PAIRED_FIGURES else ipw.Output() for name in FIGURES}
 
-    def _build_widget(self) -> ipw.VBox:
+    def _layout(self) -> list[ipw.Widget]:
         """Controls, header and summary, the paired charts, the logit lens, the top texts."""
-        return ipw.VBox(
-            [
-                _row(self.sae_select, self.category_select),
-                _row(self.rank_select, self.ranked_select, self.feature_input),
-                self.header,
-                self.summary_html,
-                _row(*(self.figure_outputs[name] for name in PAIRED_FIGURES)),
-                self.figure_outputs["logit_lens"],
-                self.examples_html,
-            ]
-        )
+        return [
+            row(self.sae_select, self.category_select),
+            row(self.rank_select, self.ranked_select, self.feature_input),
+            self.header,
+            self.summary_html,
+            row(*(self.figure_outputs[name] for name in PAIRED_FIGURES)),
+            self.figure_outputs["logit_lens"],
+            self.examples_html,
+        ]
 
     # -- state ------------------------------------------------------------------------
 
@@ -180,15 +171,6 @@ class FeatureExplorer:
 
     def _d_sae(self, name: str) -> int:
         return int(self.data.saes[name].sae.cfg.d_sae)
-
-    @contextmanager
-    def _sync(self) -> Iterator[None]:
-        """Set several controls without each change re-rendering (observers see the flag)."""
-        self._syncing = True
-        try:
-            yield
-        finally:
-            self._syncing = False
 
     # -- driving it -------------------------------------------------------------------
 
@@ -312,9 +294,6 @@ class FeatureExplorer:
 
     # -- output -----------------------------------------------------------------------
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
-        return self.widget._repr_mimebundle_(**kwargs)
-
     def to_html(self, path: str | Path, *, figures: Literal["plotlyjs", "svg"] = "plotlyjs") -> Path:
         """Save the current view as one self-contained HTML file (no CDN, no network).
 
@@ -326,7 +305,4 @@ class FeatureExplorer:
         view = self.view
         examples = self.examples.fragment() if self.examples is not None else self.examples_html.value
         body = page_body(view, (self.header.value, self.summary_html.value, examples), self.figures, figures)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, html_document(f"{view.sae} · feature #{view.feature}", body))
-        return path
+        return write_page(path, html_document(f"{view.sae} · feature #{view.feature}", body))

@@ -14,8 +14,7 @@ from __future__ import annotations
 import html
 import math
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,7 +22,6 @@ from typing import Any, Protocol
 import ipywidgets as ipw
 import pandas as pd
 
-from saelab._util.atomic import atomic_write_text
 from saelab.interventions.steering import UNITS, StrengthUnit
 from saelab.viz.playground_view import (
     CSS,
@@ -33,6 +31,7 @@ from saelab.viz.playground_view import (
     history_html,
     page_html,
 )
+from saelab.viz.widget_base import WidgetPanel, row, write_page
 
 STRENGTH_RANGE = (-8.0, 16.0)
 """The slider's default range, in units of the feature's typical max activation."""
@@ -78,15 +77,10 @@ class PlaygroundSettings:
     seed: int
 
 
-def _row(*children: ipw.Widget) -> ipw.HBox:
-    """Widgets side by side while they fit, wrapping onto the next line when they do not."""
-    return ipw.HBox(list(children), layout=ipw.Layout(flex_flow="row wrap", align_items="center"))
-
-
 # -- the widget ---------------------------------------------------------------------------
 
 
-class SteeringPlayground:
+class SteeringPlayground(WidgetPanel):
     """Steer by hand: a prompt, a feature (from the steerer's ranked list or typed as an id), a
     strength, add or clamp, a concept for the probe and a seed; Generate shows the unsteered and
     steered continuations side by side with their concept probability, perplexity and relevance.
@@ -123,9 +117,8 @@ class SteeringPlayground:
         self.outcome: Outcome | None = None
         self.history: list[Outcome] = []
         self.error: str | None = None
-        self._syncing = False
         self._build_controls(ranked, strength, strength_range, step)
-        self.widget = self._build_widget()
+        self._assemble(self._layout())
         if self._categories:
             self.feature_select.value = next(iter(self._categories))  # the observers sync the rest
         self._set_status("Type a prompt, pick a feature and a strength, then Generate.")
@@ -166,19 +159,18 @@ class SteeringPlayground:
         self.feature_input.observe(self._on_typed, names="value")
         self.generate_button.on_click(lambda _button: self.generate())
 
-    def _build_widget(self) -> ipw.VBox:
-        return ipw.VBox(
-            [
-                ipw.HTML(f"<style>{CSS}</style>"),
-                self.prompt_input,
-                _row(self.feature_select, self.feature_input),
-                _row(self.strength_slider, self.mode_toggle),
-                _row(self.concept_select, self.seed_input),
-                _row(self.generate_button, self.status),
-                self.comparison,
-                self.history_view,
-            ]
-        )
+    def _layout(self) -> list[ipw.Widget]:
+        """The styles, the prompt, the controls in rows, the comparison and the history."""
+        return [
+            ipw.HTML(f"<style>{CSS}</style>"),
+            self.prompt_input,
+            row(self.feature_select, self.feature_input, align_items="center"),
+            row(self.strength_slider, self.mode_toggle, align_items="center"),
+            row(self.concept_select, self.seed_input, align_items="center"),
+            row(self.generate_button, self.status, align_items="center"),
+            self.comparison,
+            self.history_view,
+        ]
 
     # -- controls ----------------------------------------------------------------------
 
@@ -194,15 +186,6 @@ class SteeringPlayground:
             concept=str(self.concept_select.value) or None,
             seed=int(self.seed_input.value),
         )
-
-    @contextmanager
-    def _sync(self) -> Iterator[None]:
-        """Set linked controls without their observers answering each other."""
-        self._syncing = True
-        try:
-            yield
-        finally:
-            self._syncing = False
 
     def _on_pick(self, change: dict[str, Any]) -> None:
         if self._syncing or change["new"] is None:
@@ -301,14 +284,8 @@ class SteeringPlayground:
 
     # -- output ------------------------------------------------------------------------
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
-        return self.widget._repr_mimebundle_(**kwargs)
-
     def to_html(self, path: str | Path) -> Path:
         """Save the current comparison and the history as one static page (no scripts, no network)."""
         if self.outcome is None:
             raise ValueError("nothing to export yet: generate a continuation first")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, page_html(self.outcome, self.history))
-        return path
+        return write_page(path, page_html(self.outcome, self.history))

@@ -1,7 +1,7 @@
 """An explanation: a short text about a feature, from one explainer.
 
 Explanations that an LLM-free explainer writes are *simulatable*: their text lists token
-patterns with weights in one fixed format (see ``explainers/patterns.py``), so the text
+patterns with weights in one fixed format (see :mod:`saelab.autointerp.patterns`), so the text
 alone predicts per-token activations. That is what lets a shuffled explanation (another
 feature's) be scored by the simulation scorer exactly like the real one.
 """
@@ -9,6 +9,9 @@ feature's) be scored by the simulation scorer exactly like the real one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+NEVER_FIRES = "never fires in the pass"
+"""The ``skipped`` reason of an explainer for a feature with no activating context."""
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from saelab.autointerp.collect import collect_examples
 from saelab.autointerp.config import ExamplesConfig
 from saelab.autointerp.decompositions import neurons, sae_directions
 from saelab.autointerp.explainers.ngram import NgramPatternExplainer
-from saelab.autointerp.explainers.patterns import NEVER_FIRES
 from saelab.autointerp.explainers.top_tokens import TopTokensExplainer
+from saelab.autointerp.explanation import NEVER_FIRES
 from saelab.autointerp.scorers.simulation import simulation_score
 from saelab.autointerp.sources import Chunk, TextSource
 from tests.conftest import random_sae

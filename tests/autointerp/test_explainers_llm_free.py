@@ -10,9 +10,9 @@ from dataclasses import replace
 import pytest
 
 from saelab.autointerp.explainers.ngram import NgramConfig, NgramPatternExplainer
-from saelab.autointerp.explainers.patterns import Pattern, parse_patterns
 from saelab.autointerp.explainers.top_tokens import TopTokensConfig, TopTokensExplainer
 from saelab.autointerp.feature_examples import Context, FeatureExamples
+from saelab.autointerp.patterns import Pattern, parse_patterns
 from saelab.autointerp.scorers.simulation import simulation_score
 
 FILLER = [f" w{i}" for i in range(60)]

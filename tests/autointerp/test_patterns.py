@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from saelab.autointerp.explainers.patterns import Pattern, format_patterns, parse_patterns, simulate
+from saelab.autointerp.patterns import Pattern, format_patterns, parse_patterns, simulate
 
 AWKWARD = [
     '"', "\\", "\n", "\r\n", "\t", ";", "; ", "(", ")", "(0.50)", ' (1.00); "', '"; "x" (0.3)',

@@ -14,7 +14,7 @@ import pytest
 from saelab.autointerp.backends.http import BackendError, HttpConfig, OpenAIBackend
 from saelab.autointerp.config import ExamplesConfig
 from saelab.autointerp.example_set import ExampleSet
-from saelab.autointerp.explainers.patterns import NEVER_FIRES
+from saelab.autointerp.explanation import NEVER_FIRES
 from saelab.autointerp.feature_examples import Context, FeatureExamples
 from saelab.autointerp.run import AutointerpConfig, _shuffled_partner, records_frame, run_autointerp
 

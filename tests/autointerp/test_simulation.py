@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from saelab.autointerp.explainers.patterns import Pattern, format_patterns, simulate
 from saelab.autointerp.feature_examples import Context
+from saelab.autointerp.patterns import Pattern, format_patterns, simulate
 from saelab.autointerp.scorers.simulation import SimulationScore, simulation_score, simulation_scores
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar, NamedTuple
 
-from saelab.autointerp.explainers.patterns import NEVER_FIRES, Pattern, format_patterns
-from saelab.autointerp.explanation import Explanation
+from saelab.autointerp.explanation import NEVER_FIRES, Explanation
 from saelab.autointerp.feature_examples import FeatureExamples
+from saelab.autointerp.patterns import Pattern, format_patterns
 
 
 class Scale(NamedTuple):

@@ -9,8 +9,8 @@ context is cut to a few tokens around its peak, and the whole prompt stays under
 A reply that carries no explanation (empty, punctuation only, or the instructions echoed
 back) is recorded as *skipped* with the raw reply quoted, never passed off as an explanation.
 
-The context rendering here (:func:`peak_window`, :func:`marked_text`, :func:`plain_text`) is
-also what the detection and fuzzing scorers show their judge, so both see text the same way.
+Contexts are rendered by :mod:`saelab.autointerp.rendering`, as the detection and fuzzing
+scorers render them for their judge.
 """
 
 from __future__ import annotations
@@ -19,23 +19,16 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-from jaxtyping import Float
-
 from saelab._util.config import JsonConfig
 from saelab.autointerp.backends.base import Backend, Chat, Message
-from saelab.autointerp.explainers.patterns import NEVER_FIRES
-from saelab.autointerp.explanation import Explanation
+from saelab.autointerp.explanation import NEVER_FIRES, Explanation
 from saelab.autointerp.feature_examples import Context, FeatureExamples
+from saelab.autointerp.rendering import MARK_CLOSE, MARK_OPEN, firing_marks, marked_text, shown_window
 
 NAME = "llm"
-MARK_OPEN, MARK_CLOSE = "<<", ">>"
 UNUSABLE = "the model gave no usable explanation"
 """Start of the ``skipped`` reason when the reply carries no explanation."""
 
-# Special-token strings (BOS "<|im_start|>", "<|endoftext|>") inside a context would be read
-# as control tokens by the chat template's tokenizer; they carry no text, so they are not shown.
-_SPECIAL = re.compile(r"^<\|[^|]*\|>$")
 _PREFIX = re.compile(r"^\s*(?:[-*•]\s+|\d+[.)]\s+)?(?:(?:explanation|answer|feature|description|phrase)\s*:\s*)*",
                      re.IGNORECASE)  # fmt: skip
 MIN_COPIED_WORDS = 5
@@ -96,60 +89,10 @@ class LlmExplainerConfig(JsonConfig):
         self.raise_problems(problems)
 
 
-def peak_window(acts: Float[np.ndarray, " n_tokens"], max_tokens: int) -> slice:
-    """The at most ``max_tokens`` positions shown of a context: mostly what precedes the peak
-    (a causal model's activation depends on the prefix), the rest after it."""
-    n = len(acts)
-    if n <= max_tokens:
-        return slice(0, n)
-    peak = int(np.argmax(acts))
-    start = min(max(0, peak - (3 * max_tokens) // 4), n - max_tokens)
-    return slice(start, start + max_tokens)
-
-
-def shown_token(token: str) -> str:
-    """A token as a prompt shows it: newlines escaped so each context stays on one line."""
-    if _SPECIAL.match(token):
-        return ""
-    return token.replace("\r", "\\r").replace("\n", "\\n")
-
-
-def plain_text(tokens: Sequence[str]) -> str:
-    """The tokens as one line of text, nothing marked."""
-    return "".join(shown_token(t) for t in tokens).strip()
-
-
-def marked_text(tokens: Sequence[str], marked: Sequence[bool]) -> str:
-    """The tokens as one line with each run of marked tokens wrapped ``<<like this>>``.
-
-    A run's leading whitespace stays outside the marks (``the <<cat>>``, not ``the<< cat>>``),
-    as in delphi's prompts, so the marked span reads as the word itself.
-    """
-    if len(tokens) != len(marked):
-        raise ValueError(f"{len(tokens)} tokens but {len(marked)} marks")
-    out: list[str] = []
-    run: list[str] = []
-    for token, mark in zip([*tokens, ""], [*marked, False], strict=True):
-        if mark:
-            run.append(shown_token(token))
-            continue
-        if run:
-            span = "".join(run)
-            body = span.lstrip() or span
-            out.append(span[: len(span) - len(body)] + MARK_OPEN + body + MARK_CLOSE)
-            run = []
-        out.append(shown_token(token))
-    return "".join(out).strip()
-
-
 def explain_context_line(context: Context, config: LlmExplainerConfig) -> str:
     """One explain context as the prompt shows it: cut around its peak, activating tokens marked."""
-    acts = context.activations()
-    window = peak_window(acts, config.max_context_tokens)
-    shown = acts[window]
-    peak = float(shown.max(initial=0.0))
-    marks = [bool(peak > 0 and a > config.mark_fraction * peak) for a in shown]
-    return marked_text(context.tokens[window], marks)
+    shown = shown_window(context, config.max_context_tokens)
+    return marked_text(shown.tokens, firing_marks(shown.acts, config.mark_fraction).tolist())
 
 
 def _user_turn(lines: Sequence[str]) -> Message:

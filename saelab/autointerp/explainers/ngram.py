@@ -27,11 +27,8 @@ from typing import ClassVar, NamedTuple
 
 from saelab._util.config import JsonConfig
 from saelab.autointerp.explainers.base import PatternExplainer, Scale
-from saelab.autointerp.explainers.patterns import (
-    Pattern,
-    relative_weight,
-)
 from saelab.autointerp.feature_examples import Context, FeatureExamples
+from saelab.autointerp.patterns import Pattern, relative_weight
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -28,8 +28,8 @@ from jaxtyping import Float, Int
 
 from saelab._util.config import JsonConfig
 from saelab.autointerp.backends.base import Backend, Chat, Message
-from saelab.autointerp.explainers.llm import marked_text, peak_window, plain_text
 from saelab.autointerp.feature_examples import Context
+from saelab.autointerp.rendering import firing_marks, marked_text, plain_text, shown_window
 from saelab.autointerp.scorers import metrics
 
 Mode = Literal["detection", "fuzzing"]
@@ -114,7 +114,7 @@ def fuzzing_marks(
     threshold: float,
     config: DetectionConfig | None = None,
 ) -> list[tuple[bool, ...]]:
-    """Which tokens fuzzing marks, over each context's shown window (see :func:`peak_window`).
+    """Which tokens fuzzing marks, over each context's shown window (:func:`.rendering.shown_window`).
 
     Activating contexts: the tokens whose activation is above ``threshold`` and above
     ``mark_fraction`` times the window's peak. Non-activating contexts: as many tokens chosen
@@ -124,12 +124,12 @@ def fuzzing_marks(
     """
     config = config or DetectionConfig()
     labels = _checked_labels(labels, len(contexts))
-    shown = [c.activations()[peak_window(c.activations(), config.max_context_tokens)] for c in contexts]
+    shown = [shown_window(c, config.max_context_tokens).acts for c in contexts]
     positives, negatives = np.flatnonzero(labels == 1).tolist(), np.flatnonzero(labels == 0).tolist()
     marks: list[tuple[bool, ...]] = [()] * len(contexts)
     for i in positives:
         acts = shown[i]
-        on = (acts > threshold) & (acts > config.mark_fraction * float(acts.max(initial=0.0)))
+        on = firing_marks(acts, config.mark_fraction, threshold)
         if len(acts) and not on.any():
             # The stored examples round activations to 5 decimals, which can put a barely
             # firing context's peak at the threshold; its peak token is still where it fired.
@@ -157,7 +157,7 @@ def shown_contexts(
     config = config or DetectionConfig()
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    windows = [c.tokens[peak_window(c.activations(), config.max_context_tokens)] for c in contexts]
+    windows = [shown_window(c, config.max_context_tokens).tokens for c in contexts]
     if mode == "detection":
         return [plain_text(w) for w in windows]
     if labels is None:

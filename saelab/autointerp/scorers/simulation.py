@@ -1,7 +1,7 @@
 """Simulation scoring without a language model: how well an explanation's text predicts the
 feature's activation on every token of held-out contexts.
 
-A token-pattern explanation (``explainers/patterns.py``) predicts an activation per token by
+A token-pattern explanation (:mod:`saelab.autointerp.patterns`) predicts an activation per token by
 itself. The score is the Pearson correlation between those predictions and the true
 activations, pooled over all tokens of all scoring contexts, activating and non-activating
 together: the "all at once" score of Bills et al. 2023 ("Language models can explain neurons
@@ -23,8 +23,8 @@ from typing import NamedTuple
 import numpy as np
 from jaxtyping import Float
 
-from saelab.autointerp.explainers.patterns import Pattern, parse_patterns, simulate
 from saelab.autointerp.feature_examples import Context
+from saelab.autointerp.patterns import Pattern, parse_patterns, simulate
 
 
 class SimulationScore(NamedTuple):

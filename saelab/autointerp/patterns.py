@@ -29,8 +29,6 @@ PREFIX = "fires on:"
 """Every explanation in this format starts with this."""
 NOTHING = "nothing"
 """What follows the prefix when there is no pattern (an explanation that predicts no firing)."""
-NEVER_FIRES = "never fires in the pass"
-"""The ``skipped`` reason of an LLM-free explainer for a feature with no activating context."""
 
 _WEIGHT = re.compile(r"\(\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*\)")
 _JSON = json.JSONDecoder()

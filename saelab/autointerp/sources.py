@@ -121,19 +121,22 @@ class StoreSource:
 class TextSource:
     """``texts`` run through ``model`` up to ``hook``, ``batch_size`` texts at a time.
 
-    Each text is one sequence (BOS prepended, cut at ``max_length`` tokens). Batches are
-    padded on the right and the padding is masked, so a text's activations do not depend on
-    its batch.
+    Each text is one sequence, BOS prepended, whole up to the model's context. A text longer
+    than ``max_length`` tokens (or the context) is cut, with a
+    :class:`~saelab.extract.tokens.TextTooLongWarning` that counts the texts and tokens dropped.
+    Batches are padded on the right and the padding is masked, so a text's activations do not
+    depend on its batch.
     """
 
     model: HookedTransformer
     texts: Sequence[str]
     hook: str
     batch_size: int = 16
-    max_length: int = 256
+    max_length: int | None = None
+    """Cut texts at this many tokens, BOS included (None: the model's context)."""
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.max_length < 2:
+        if self.batch_size < 1 or (self.max_length is not None and self.max_length < 2):
             raise ValueError(f"batch_size must be >= 1 and max_length >= 2, got {self.batch_size}, {self.max_length}")
         self._tokenized = tokenize(self.model, list(self.texts), max_length=self.max_length)
         self.key = stable_hash(["texts", model_identity(self.model), self.hook, texts_digest(self.texts),

@@ -23,7 +23,22 @@ if TYPE_CHECKING:
 
 
 class TextTooLongWarning(UserWarning):
-    """A text was longer than the model's context and was truncated."""
+    """A text was longer than a limit (the model's context, a caller's ``max_length``) and was
+    truncated; the message counts the texts cut and the tokens dropped."""
+
+
+def warn_truncated(cut: Sequence[int], n_texts: int, dropped: int, limit: str, *, stacklevel: int = 2) -> None:
+    """Say that texts ``cut`` (indices, of ``n_texts``) lost ``dropped`` tokens to ``limit``
+    (e.g. "the model's context of 2048 tokens"); nothing when none was cut."""
+    if not cut:
+        return
+    shown = f"{list(cut[:10])}{'...' if len(cut) > 10 else ''}"
+    warnings.warn(
+        f"{len(cut)} of {n_texts} text(s) exceed {limit} and were truncated, dropping {dropped} token(s) "
+        f"(indices {shown}).",
+        TextTooLongWarning,
+        stacklevel=stacklevel + 1,
+    )
 
 
 @dataclass(frozen=True)
@@ -65,25 +80,22 @@ def bos_token_id(model: HookedTransformer) -> int | None:
 
 
 def tokenize(model: HookedTransformer, texts: Sequence[str], *, max_length: int | None = None) -> Tokenized:
-    """Token ids per text with the model's BOS convention, truncated to the context."""
+    """Token ids per text with the model's BOS convention (BOS counts toward the length),
+    cut to ``max_length`` (None: the model's context) with a :class:`TextTooLongWarning`."""
     validate_texts(texts)
     tokenizer = tokenizer_of(model)
     bos = bos_token_id(model)
-    max_length = max_length or model.cfg.n_ctx
-    ids, truncated = [], []
+    limit = max_length or model.cfg.n_ctx
+    ids, truncated, dropped = [], [], 0
     for i, row in enumerate(encode_texts(tokenizer, texts)):
         row = ([bos] if bos is not None else []) + list(row)
-        if len(row) > max_length:
+        if len(row) > limit:
             truncated.append(i)
-            row = row[:max_length]
+            dropped += len(row) - limit
+            row = row[:limit]
         ids.append(row)
-    if truncated:
-        warnings.warn(
-            f"{len(truncated)} text(s) exceed the model's context of {max_length} tokens and were "
-            f"truncated (indices {truncated[:10]}{'...' if len(truncated) > 10 else ''}).",
-            TextTooLongWarning,
-            stacklevel=3,
-        )
+    why = f"the model's context of {limit} tokens" if max_length is None else f"max_length={limit} tokens"
+    warn_truncated(truncated, len(texts), dropped, why, stacklevel=3)
     return Tokenized(ids=ids, has_bos=bos is not None, truncated=truncated)
 
 

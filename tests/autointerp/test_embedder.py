@@ -7,13 +7,15 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
 from saelab.autointerp.backends import embedder as embedder_module
-from saelab.autointerp.backends.embedder import DIM, load_embedder, model_dir
+from saelab.autointerp.backends.embedder import DIM, MAX_TOKENS, load_embedder, model_dir
+from saelab.extract.tokens import TextTooLongWarning
 
 # An offline machine: the hub is told to stay offline and every HTTP(S) request goes to a
 # closed port, so any download attempt fails loudly.
@@ -113,7 +115,20 @@ def test_matches_a_manual_forward_with_hidden_states(embedder):
 @pytest.mark.slow
 def test_texts_are_cut_at_256_tokens(embedder):
     prefix = "word " * 300  # far past 256 tokens
-    a, b = embedder.encode([prefix + "cars and engines", prefix + "food and cooking"])
+    with pytest.warns(TextTooLongWarning, match=r"2 of 2 text\(s\) exceed"):
+        a, b = embedder.encode([prefix + "cars and engines", prefix + "food and cooking"])
     np.testing.assert_allclose(a, b, atol=1e-6)
     short_a, short_b = embedder.encode(["word " * 20 + "cars and engines", "word " * 20 + "food and cooking"])
     assert cos(short_a, short_b) < 0.999
+
+
+def test_a_text_past_the_limit_is_cut_with_a_warning_that_counts_what_it_drops(embedder):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TextTooLongWarning)
+        embedder.encode(TEXTS)  # nothing cut, nothing said
+    with pytest.warns(TextTooLongWarning) as caught:
+        long = embedder.encode(["word " * 300, "A man is eating food."])[0]
+    # 300 one-token words plus [CLS] and [SEP]; what is kept is [CLS], the first words, [SEP].
+    assert str(caught[0].message).startswith(f"1 of 2 text(s) exceed the embedder's limit of {MAX_TOKENS} tokens")
+    assert f"dropping {300 + 2 - MAX_TOKENS} token(s) (indices [0])" in str(caught[0].message)
+    np.testing.assert_allclose(long, embedder.encode(["word " * (MAX_TOKENS - 2)])[0], atol=1e-5, rtol=0)

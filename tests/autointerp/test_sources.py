@@ -1,7 +1,10 @@
 """The two activation sources of the examples pass: a store's split read back per (sequence,
-position) matches running the model, and text batches do not change a text's activations."""
+position) matches running the model, text batches do not change a text's activations, and
+texts are taken whole unless a cap is asked for, which says what it drops."""
 
 from __future__ import annotations
+
+import warnings
 
 import pytest
 import torch
@@ -9,6 +12,7 @@ import torch
 import saelab
 from saelab.autointerp.sources import StoreSource, TextSource
 from saelab.extract.hooks import hook_activations
+from saelab.extract.tokens import TextTooLongWarning
 from saelab.store import StoreConfig, build_store
 
 HOOK = "blocks.1.hook_resid_pre"
@@ -86,3 +90,20 @@ def test_text_source_batches_do_not_change_activations(model):
     with pytest.raises(IndexError):
         one.chunk(3)
     assert TextSource(model, texts[:2], HOOK).key != one.key
+
+
+def test_text_source_takes_whole_texts_and_a_cap_counts_what_it_drops(model):
+    texts = ["A short one.", "word " * 300, "Another short one."]  # the long one passes 256 tokens
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TextTooLongWarning)
+        whole = TextSource(model, texts, HOOK)
+    lengths = [len(whole.token_ids(i)) for i in range(3)]
+    assert lengths[1] > 300 and whole.n_tokens == sum(lengths) - 3  # BOS is never valid
+    with pytest.warns(TextTooLongWarning) as caught:
+        capped = TextSource(model, texts, HOOK, max_length=64)
+    assert [len(capped.token_ids(i)) for i in range(3)] == [lengths[0], 64, lengths[2]]
+    assert capped.n_tokens == whole.n_tokens - (lengths[1] - 64) and capped.key != whole.key
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert message.startswith("1 of 3 text(s) exceed max_length=64 tokens")
+    assert f"dropping {lengths[1] - 64} token(s) (indices [1])" in message

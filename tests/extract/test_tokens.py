@@ -20,8 +20,20 @@ def test_long_text_is_truncated_with_warning(model, make_sae):
     assert feats.shape == (2, 32) and torch.isfinite(feats).all()
     with pytest.warns(TextTooLongWarning):
         assert len(tokenize(model, [too_long]).ids[0]) == model.cfg.n_ctx
-    with pytest.warns(TextTooLongWarning, match="context of 10 tokens"):
+    with pytest.warns(TextTooLongWarning, match="max_length=10 tokens"):
         assert len(tokenize(model, [too_long], max_length=10).ids[0]) == 10
+
+
+def test_the_warning_counts_the_texts_cut_and_the_tokens_dropped(model):
+    texts = ["fine", "word " * 30, "also fine", "word " * 40]
+    full = [len(row) for row in tokenize(model, texts).ids]  # well inside the context: no warning
+    with pytest.warns(TextTooLongWarning) as caught:
+        cut = tokenize(model, texts, max_length=12)
+    assert [len(row) for row in cut.ids] == [min(n, 12) for n in full] and cut.truncated == [1, 3]
+    dropped = full[1] + full[3] - 24
+    assert str(caught[0].message) == (
+        f"2 of 4 text(s) exceed max_length=12 tokens and were truncated, dropping {dropped} token(s) (indices [1, 3])."
+    )
 
 
 def test_short_texts_do_not_warn(model, sae):
@@ -46,7 +58,7 @@ def test_bad_texts(model, sae, texts, error, match):
 
 
 def test_token_strings_rebuild_split_characters(model):
-    from saelab.extract import token_strings
+    from saelab.extract.tokens import token_strings
 
     text = "ça va 😂 中文 Привет"
     ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -64,8 +76,8 @@ def test_one_policy_for_analysis_and_training_on_special_token_strings(model):
     """A text holding special-token strings is tokenized the same way for analysis (feature
     extraction) and for training (the activation store), and those strings stay text: as
     real special tokens they would be attention sinks (they differed before)."""
-    from saelab.extract import encode_texts
-    from saelab.store import tokenize_corpus
+    from saelab.extract.tokens import encode_texts
+    from saelab.store.pack import tokenize_corpus
 
     tokenizer = model.tokenizer
     special = set(tokenizer.all_special_ids)

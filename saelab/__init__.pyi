@@ -7,6 +7,7 @@ from . import (
     data as data,
     evals as evals,
     evolution as evolution,
+    exercises as exercises,
     extract as extract,
     interventions as interventions,
     lessons as lessons,
@@ -31,6 +32,7 @@ from .extract import (
 )
 from .lessons import dense_vs_sparse as dense_vs_sparse
 from .models import load_model as load_model
+from .notebook import labelled_texts as labelled_texts, output_folders as output_folders
 from .saes import load_sae as load_sae
 
 __version__: str

@@ -17,11 +17,11 @@ MAX_FUNCTION_LINES = 60
 # Lower layers first; a module may import saelab modules of its own layer or below only.
 LAYERS: dict[str, int] = {
     "_util": 0,
-    "data": 1, "models": 1, "distributed": 1,
+    "data": 1, "models": 1, "distributed": 1, "notebook": 1,
     "saes": 2,
     "profiles": 3,
     "extract": 4,
-    "lessons": 5, "analysis": 5, "evals": 5,
+    "lessons": 5, "exercises": 5, "analysis": 5, "evals": 5,
     "corpus": 6, "interventions": 6,
     "store": 7,
     "train": 8, "autointerp": 8, "evolution": 8,

@@ -47,6 +47,11 @@ from .significance import (
     midranks as midranks,
     permutation_pvalues as permutation_pvalues,
 )
+from .specialist_evidence import (
+    specialist_categories as specialist_categories,
+    specialist_evidence as specialist_evidence,
+    top_texts_in_and_out as top_texts_in_and_out,
+)
 from .specialists import (
     SPECIALIST_COLUMNS as SPECIALIST_COLUMNS,
     StrongCounts as StrongCounts,

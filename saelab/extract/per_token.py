@@ -88,6 +88,11 @@ class PerTokenFeatures:
         text = self.text_of_row()[self.row_of_nonzero()[hit]]
         return out.scatter_reduce_(0, text, self.values[hit].float(), reduce="amax")
 
+    def density(self) -> Float[Tensor, " d_sae"]:
+        """The share of stored tokens on which each feature fires (float64)."""
+        fires = torch.bincount(self.feature_idx, minlength=self.d_sae).double()
+        return fires / max(1, int(self.text_row_start[-1]))
+
     def row_of_nonzero(self) -> Int[Tensor, " nnz"]:
         """Token row (over all texts) of each stored non-zero."""
         return torch.repeat_interleave(torch.arange(self.row_ptr.numel() - 1), self.row_ptr[1:] - self.row_ptr[:-1])

@@ -71,3 +71,9 @@ def test_pooling_the_explorer_uses_known_answers():
     torch.testing.assert_close(per_token.pool("mean"), torch.tensor([[0.5, 0, 2.5, 0], [0, 1.0, 1 / 3, 2 / 3]]))
     torch.testing.assert_close(per_token.pool("max"), torch.tensor([[1.0, 0, 5, 0], [0, 3, 1, 2]]))
     torch.testing.assert_close(per_token.pool("sum"), torch.tensor([[1.0, 0, 5, 0], [0, 3, 1, 2]]))
+
+
+def test_density_is_the_share_of_stored_tokens_where_each_feature_fires():
+    # _hand_made: three tokens; feature 0 fires on one, feature 1 on two, feature 2 on two.
+    density = _hand_made().density()
+    torch.testing.assert_close(density, torch.tensor([1 / 3, 2 / 3, 2 / 3], dtype=torch.float64))

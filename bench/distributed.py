@@ -43,18 +43,31 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def sparse_batches(n: int, batch_size: int, d_in: int) -> list[torch.Tensor]:
+    """``n`` batches of sparse codes over 2048 random unit directions (each active with p 0.01,
+    magnitude in [0, 90)): data shaped like a layer's activations, made here so the bench
+    needs nothing from the tests."""
+    gen = torch.Generator().manual_seed(1)
+    atoms = torch.randn(2048, d_in, generator=gen)
+    atoms = atoms / atoms.norm(dim=1, keepdim=True)
+    out = []
+    for i in range(n):
+        gen = torch.Generator().manual_seed(1_000_003 + i)
+        active = torch.rand(batch_size, len(atoms), generator=gen) < 0.01
+        out.append((active * 3 * torch.rand(batch_size, len(atoms), generator=gen)) @ atoms * 30)
+    return out
+
+
 def child(args: argparse.Namespace) -> None:
     """One timed training run in this process; prints a JSON line."""
     from saelab.distributed import join, leave, split_world
     from saelab.train import RunConfig, TopKConfig, fit
     from saelab.train.replicated import share_of
-    from saelab.train.synthetic import synthetic_batch, synthetic_dictionary
 
     # device None: the rank's GPU under NCCL, else CUDA when present, else the CPU.
     cfg = TopKConfig(d_in=576, d_sae=4608, k=32, batch_size=4096, total_steps=args.steps, lr_warmup_steps=5,
                      lr_decay_steps=5, seed=0)
-    dictionary = synthetic_dictionary(2048, cfg.d_in, seed=1)
-    batches = [synthetic_batch(i, cfg.batch_size, dictionary, p_active=0.01, seed=1) * 30 for i in range(8)]
+    batches = sparse_batches(8, cfg.batch_size, cfg.d_in)
 
     def source(start: int):
         return islice(cycle(batches), start % len(batches), None)

@@ -11,8 +11,8 @@ to SAELens disk format.
 * ``relu``, ``jumprelu``, ``topk``, ``batchtopk``: one architecture each (config subclass,
   training module, SAELens export, calibration entry); ``registry`` finds them by name.
 * ``base``: :class:`TrainableSAE`, the module they share; ``kernels/``: autograd kernels.
-* ``optim``, ``trainer``, ``checkpoint``, ``calibrate``, ``export``, ``pipeline``,
-  ``synthetic``: training around them. ``python -m saelab.train`` is the command line.
+* ``optim``, ``trainer``, ``checkpoint``, ``calibrate``, ``export``, ``pipeline``:
+  training around them. ``python -m saelab.train`` is the command line.
 
 Names are imported on first use (see ``__init__.pyi``), so a command line parsing its
 arguments stays cheap.

@@ -188,12 +188,6 @@ def _prepare(
     return sae, optimizer, scheduler, start, history
 
 
-def estimate_input_scale(batches: Iterator[Float[Tensor, "batch d_in"]], d_in: int, n_batches: int) -> float:
-    """``sqrt(d_in) / mean ||x||`` over the first ``n_batches`` batches (one process's view
-    of :func:`saelab.train.replicated.input_scale`)."""
-    return input_scale(batches, d_in, n_batches)
-
-
 def _next_batch(batches: Iterator[Tensor], step: int, cfg: TrainConfig, share: int) -> Tensor:
     try:
         batch = next(batches)

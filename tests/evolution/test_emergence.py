@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 import torch
 
-from saelab.evolution import SpecialistEmergence, feature_emergence, specialist_emergence
-from saelab.evolution.emergence import first_and_stable
+from saelab.evolution import feature_emergence, specialist_emergence
+from saelab.evolution.emergence import SpecialistEmergence, first_and_stable
 from saelab.train import config_for, load_snapshots
-from saelab.train.synthetic import synthetic_dictionary
 from saelab.train.trainer import RunConfig, fit
+from tests._synthetic import synthetic_dictionary
 
 D_IN, N_FEATURES = 64, 100
 STEPS = [0, 10, 20, 30, 40, 50]

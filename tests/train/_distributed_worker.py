@@ -21,8 +21,8 @@ import torch
 from saelab.distributed import join, leave, split_world
 from saelab.train import TrainConfig
 from saelab.train.replicated import share_of
-from saelab.train.synthetic import synthetic_source
 from saelab.train.trainer import RunConfig, fit
+from tests._synthetic import synthetic_source
 
 
 def slowed(source, delay: float):

@@ -9,8 +9,8 @@ import time
 import torch
 from _resume_config import CFG  # same folder, on sys.path when run as a script
 
-from saelab.train.synthetic import synthetic_source
 from saelab.train.trainer import RunConfig, fit
+from tests._synthetic import synthetic_source
 
 ckpt_dir, out_file, delay = sys.argv[1], sys.argv[2], float(sys.argv[3])
 base = synthetic_source(CFG.d_in, CFG.batch_size, seed=7)

@@ -7,7 +7,7 @@ import pytest
 
 from saelab.train import TopKConfig, config_for
 from saelab.train.calibrate import CalibrationConfig, calibrate_sparsity, coefficient_field
-from saelab.train.synthetic import synthetic_source
+from tests._synthetic import synthetic_source
 
 D_IN, BATCH = 16, 128
 

@@ -31,9 +31,9 @@ from saelab.distributed import Replicas, join
 from saelab.train import TrainConfig, config_for
 from saelab.train.checkpoint import list_checkpoints
 from saelab.train.replicated import share_of
-from saelab.train.synthetic import synthetic_source
 from saelab.train.trainer import RunConfig, TrainResult, fit
 from tests._ranks import Job, free_port, launch
+from tests._synthetic import synthetic_source
 
 WORKER = Path(__file__).parent / "_distributed_worker.py"
 TIMEOUT_S = 30.0

@@ -9,11 +9,11 @@ import dataclasses
 import pytest
 import torch
 
-from saelab.train import Snapshot, list_snapshots, load_snapshots, make_sae
+from saelab.train import list_snapshots, load_snapshots, make_sae
 from saelab.train.checkpoint import list_checkpoints
-from saelab.train.snapshots import save_snapshot, snapshot_folder
-from saelab.train.synthetic import synthetic_source
+from saelab.train.snapshots import Snapshot, save_snapshot, snapshot_folder
 from saelab.train.trainer import RunConfig, fit
+from tests._synthetic import synthetic_source
 
 from ._resume_config import CFG
 

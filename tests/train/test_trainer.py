@@ -4,6 +4,7 @@ resumed ends where an uninterrupted run ends; history, normalisation and errors.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 import signal
@@ -17,8 +18,8 @@ import torch
 
 from saelab.train import config_for
 from saelab.train.checkpoint import checkpoint_path, list_checkpoints
-from saelab.train.synthetic import synthetic_source
-from saelab.train.trainer import RunConfig, checkpoint_folder, estimate_input_scale, fit
+from saelab.train.trainer import RunConfig, checkpoint_folder, fit
+from tests._synthetic import synthetic_source
 
 from ._helpers import DEVICES
 from ._resume_config import CFG
@@ -143,12 +144,13 @@ def test_run_config_lists_every_problem():
 
 def test_inputs_are_normalised_to_mean_norm_sqrt_d_in():
     source = _source()
-    scale = estimate_input_scale(source(0), CFG.d_in, CFG.norm_batches)
-    batch = next(source(0))
-    assert float((scale * batch).norm(dim=-1).mean()) == pytest.approx(math.sqrt(CFG.d_in), rel=0.05)
     big = lambda start: (100 * b for b in source(start))  # noqa: E731 (a scaled copy of the source)
     result = fit(CFG, big, RunConfig(progress=False))
-    assert float(result.sae.input_scale) == pytest.approx(scale / 100, rel=1e-6)
+    scale = float(result.sae.input_scale)
+    assert float((scale * next(big(0))).norm(dim=-1).mean()) == pytest.approx(math.sqrt(CFG.d_in), rel=0.05)
+    # Measured once, before training, on the first norm_batches batches: sqrt(d_in) / their mean norm.
+    first = torch.cat(list(itertools.islice(big(0), CFG.norm_batches))).double()
+    assert scale == pytest.approx(math.sqrt(CFG.d_in) / float(first.norm(dim=-1).mean()), rel=1e-6)
     plain = fit(dataclasses.replace(CFG, normalize_activations="none"), big, RunConfig(progress=False))
     assert float(plain.sae.input_scale) == 1.0
 

@@ -1,4 +1,4 @@
-"""Synthetic activations with known sparse structure, for tests, benchmarks and demos.
+"""Synthetic activations with known sparse structure, for the training and emergence tests.
 
 ``x = codes @ dictionary`` where each token uses a few of ``n_atoms`` unit-norm directions.
 A good SAE recovers them, and batch ``i`` is a pure function of ``(seed, i)``, which makes

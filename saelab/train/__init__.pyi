@@ -34,6 +34,12 @@ from .optim import (
     make_scheduler as make_scheduler,
     train_step as train_step,
 )
+from .pipeline import (
+    activation_store as activation_store,
+    evaluate_saved as evaluate_saved,
+    store_source as store_source,
+    train_on_store as train_on_store,
+)
 from .registry import (
     Architecture as Architecture,
     Calibration as Calibration,
@@ -43,6 +49,7 @@ from .registry import (
     make_sae as make_sae,
 )
 from .relu import ReLUConfig as ReLUConfig, TrainableReLUSAE as TrainableReLUSAE
+from .run_folders import clear_run as clear_run, run_folder as run_folder
 from .snapshots import Snapshot as Snapshot, list_snapshots as list_snapshots, load_snapshots as load_snapshots
 from .topk import TopKConfig as TopKConfig, TrainableTopKSAE as TrainableTopKSAE
 from .trainer import RunConfig as RunConfig, TrainResult as TrainResult, fit as fit

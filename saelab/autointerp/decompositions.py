@@ -113,8 +113,8 @@ def ica(sample: Float[Tensor, "n d_model"], n_components: int | None = None, see
     """Independent components (scikit-learn's FastICA, unit-variance whitening)."""
     from sklearn.decomposition import FastICA  # heavy import, only when ICA is asked for
 
-    # float32 and the eigh whitening: about 1.6x faster than float64 and SVD on 8000 x 576
-    # activations here, for a sample with many more rows than dimensions.
+    # float32, and for a sample with more rows than dimensions the eigh whitening (of the
+    # d x d covariance, not an SVD of the n x d sample): less work, and ICA needs no float64.
     x = sample.float().cpu().numpy()
     # Whitening divides by each component's singular value; past the sample's rank (n - 1 or
     # fewer when n <= d_model) they are ~0 and the components blow up to ~1e14.

@@ -6,9 +6,9 @@ optional; with one, the first attended token of each row is that row's BOS). CE-
 recovered is ``(zero - spliced) / (zero - clean)`` and KL is ``KL(clean || spliced)`` per
 position, averaged, as SAELens computes them.
 
-BOS. From the middle layers on, SmolLM2's BOS residual has a norm near 25,000 against ~200
-elsewhere (it is an attention sink), so a reconstruction spliced in there wrecks every later
-position. With ``exclude_bos=True`` (the default, like SAELens's ``ignore_tokens``) BOS is
+BOS. From the middle layers on, SmolLM2's BOS residual has a norm orders of magnitude above
+every other position's (it is an attention sink), so a reconstruction spliced in there wrecks
+every later position. With ``exclude_bos=True`` (the default, like SAELens's ``ignore_tokens``) BOS is
 not spliced, its own prediction is not counted in any of the three runs, and it is left out
 of the reconstruction and density metrics.
 
@@ -17,8 +17,8 @@ CE-loss recovered agrees with SAELens's ``ce_loss_score``. It also makes the bas
 at a ``hook_resid_pre`` of a model without biases (SmolLM2), zeroing every position leaves the
 model nothing and the CE loss is exactly ``ln(d_vocab)``. ``ablate_bos=False`` zeroes only
 the positions the splice replaces instead; that baseline is worse than uniform (the model
-still sees BOS and predicts confidently from it: 14.1 nats against ln(49152) = 10.8 at layer
-20 on a short sample), which raises CE-loss recovered for the same spliced loss.
+still sees BOS and predicts confidently from it, so its CE loss passes ``ln(d_vocab)``), which
+raises CE-loss recovered for the same spliced loss.
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def _patched_runs(
 
     At a residual-stream hook the activation is the whole state of the forward pass, so the
     patched runs resume from it (``start_at_layer``) instead of recomputing the layers below
-    the hook: at layer 20 of 30 that saves ~45% of the work. Other hooks patch a full run.
+    the hook: at layer 20 of 30, two thirds of the layers. Other hooks patch a full run.
     """
     resume = resume_layer_for_hook(hook)
     if resume is None:

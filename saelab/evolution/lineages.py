@@ -228,8 +228,8 @@ def _matches(sims: Similarities, config: LineageConfig) -> tuple[FeatureMatches,
     and the matches of the independent null draw under the real matches' threshold.
 
     Only the first goes through :func:`matches_from`: the other two reuse its best matches
-    or need only best matches, and each full pass over an ``[n_a, n_b]`` matrix costs about a
-    second at 4,608 x 4,608 on this CPU.
+    or need only best matches, and each full pass over an ``[n_a, n_b]`` matrix is costly at
+    thousands of features a side.
     """
     one_to_one = config.method == "hungarian"
     real = matches_from(sims, one_to_one=one_to_one, null_quantile=config.null_quantile, top=1)

@@ -5,14 +5,13 @@
 config, so a notebook rerun is instant. Clusters and their tokens live in
 :mod:`saelab.evolution.clusters`.
 
-Speed (4,608 x 576 directions, this 2-core AVX2 CPU, fresh process): umap-learn's defaults
-take ~50 s, nearly all of it numba compiling NN-descent and the fuzzy graph. Here the
-neighbours are exact (one matrix product: cheaper than NN-descent below ~20,000 directions),
-the layout starts from PCA (an informative start keeps global structure as well as the
-spectral one; Kobak & Linderman 2021, Nat. Biotechnol.) and runs 200 epochs (umap-learn's own
-default for large data), and umap-learn's uncached numba kernels are cached on disk: the
-map takes ~5 s once they are compiled, ~11 s the first time, plus a one-off ~15-30 s the
-first time umap-learn is imported on a machine (numba compiling pynndescent).
+Speed: in a fresh process, umap-learn's defaults spend nearly all their time in numba
+compiling NN-descent and the fuzzy graph. Here the neighbours are exact (one matrix product:
+cheaper than NN-descent for an SAE's thousands of directions), the layout starts from PCA (an
+informative start keeps global structure as well as the spectral one; Kobak & Linderman 2021,
+Nat. Biotechnol.) and runs 200 epochs (umap-learn's own default for large data), and
+umap-learn's uncached numba kernels are cached on disk, so only the first map on a machine
+pays for compiling them. ``bench/README.md`` ("Feature matching and maps") gives the times.
 """
 
 from __future__ import annotations
@@ -75,8 +74,8 @@ class MapConfig(JsonConfig):
     """Distance between directions. They are unit vectors, so both give the same neighbours;
     cosine is the usual one for decoder directions."""
     n_epochs: int = 200
-    """UMAP: optimisation epochs (umap-learn uses 200 above 10,000 points, 500 below; 200
-    costs ~2.5 s for 4,608 directions here and barely changes trustworthiness)."""
+    """UMAP: optimisation epochs (umap-learn uses 200 above 10,000 points, 500 below; 200 is
+    the cheaper and barely changes trustworthiness)."""
     init: Literal["pca", "spectral", "random"] = "pca"
     """UMAP: the starting layout. ``"pca"`` is deterministic, cheap and keeps global structure;
     ``"spectral"`` is umap-learn's default; ``"random"`` loses global structure."""
@@ -165,7 +164,7 @@ def _layout(directions: Float[Tensor, "n d_in"], config: MapConfig) -> tuple[np.
     if config.method == "pca":
         return pca_layout(directions), "pca"
     try:
-        import umap  # noqa: F401  (imported here: ~2.5 s, and only UMAP maps need it)
+        import umap  # noqa: F401  (imported here: a slow import, and only UMAP maps need it)
     except Exception as error:  # a broken numba/llvmlite install fails with other errors than ImportError
         log.warning("umap-learn could not be imported (%s); the feature map falls back to PCA", error)
         return pca_layout(directions), "pca"
@@ -177,7 +176,7 @@ def pca_layout(directions: Float[Tensor, "n d_in"]) -> Float[np.ndarray, "n 2"]:
     fixed (its largest loading positive) so the map does not flip between runs."""
     centred = directions.double() - directions.double().mean(dim=0)
     if centred.shape[1] <= centred.shape[0]:
-        # The d x d scatter matrix's eigenvectors: 4x faster than an SVD of [n, d] for 4,608 x 576.
+        # The d x d scatter matrix's eigenvectors: cheaper than an SVD of [n, d] when n > d.
         components = torch.linalg.eigh(centred.T @ centred).eigenvectors[:, -2:].flip(1).T
     else:
         components = torch.linalg.svd(centred, full_matrices=False).Vh[:2]
@@ -240,8 +239,8 @@ def umap_layout(directions: Float[Tensor, "n d_in"], config: MapConfig) -> Float
 
 def _cache_umap_kernels() -> None:
     """Cache umap-learn's graph and layout kernels on disk, as numba does for its own
-    ``cache=True`` kernels: they are compiled in every fresh process otherwise (~8 s of the
-    ~12 s a fresh 4,608-direction map takes here). Only the serial layout kernel: its
+    ``cache=True`` kernels: they are compiled in every fresh process otherwise (most of a
+    fresh map's time). Only the serial layout kernel: its
     parallel twin shares the same Python function, hence the same cache file."""
     try:
         from umap import layouts, umap_

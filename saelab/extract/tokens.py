@@ -4,9 +4,9 @@ Every path that turns text into token ids goes through :func:`encode_texts`: fea
 extraction, the corpus and the activation store. No special tokens are added (BOS is
 prepended explicitly where the model expects it), and special-token strings *inside* a text
 (``<|endoftext|>`` in a docstring, ``<|im_end|>`` in a pasted chat log) are tokenized as
-plain text: as real special tokens they become attention sinks with activations ~80x the
-norm of their neighbours, and a text would be tokenized one way for training and another
-for analysis.
+plain text: as real special tokens they become attention sinks with activations many times
+the norm of their neighbours, and a text would be tokenized one way for training and
+another for analysis.
 """
 
 from __future__ import annotations

@@ -132,8 +132,9 @@ def logits_from_hook(
     """Logits of the model whose activation at ``hook`` is ``acts`` (the tokens' own one,
     possibly edited): resumed from the hook at residual-stream hooks, a full pass otherwise.
 
-    Only positions from ``from_position`` on are unembedded: the unembedding is ~45% of the
-    work after a layer-20 hook of SmolLM2, and an edit cannot move the logits before it.
+    Only positions from ``from_position`` on are unembedded: past a late hook the unembedding
+    (SmolLM2's 49,152-token vocabulary) is a large share of the work, and an edit cannot move
+    the logits before it.
     """
     device = model.cfg.device
     mask = attention_mask.to(device)

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 TOP_TEXTS = 10
 """``typical_max`` averages a feature's largest activation over its this many strongest texts:
-one outlier token (the massive first token after BOS in ~5% of texts) cannot set the unit."""
+one outlier token (the massive first token after BOS in a few percent of texts) cannot set the unit."""
 STATS_VERSION = 1
 
 

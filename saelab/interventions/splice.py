@@ -6,8 +6,8 @@ changes nothing gives back exactly the clean activation (and the clean logits), 
 edit itself moves the model. Recomputing the error from the *edited* reconstruction would
 cancel the edit; :func:`splice_delta` never does.
 
-BOS. From the middle layers on, SmolLM2's BOS residual has a norm near 25,000 (an attention
-sink); its features are meaningless and a clamp there would write garbage. Positions in
+BOS. From the middle layers on, SmolLM2's BOS residual has a norm far above every other
+position's (an attention sink); its features are meaningless and a clamp there would write garbage. Positions in
 ``skip`` (BOS, pads) are never edited. Runs that go through :class:`Splice` pass the mask;
 a bare ``model(...)`` call inside the context leaves position 0 of a multi-token pass alone
 (BOS when nothing is padded) and edits every position of a single-token pass, which is each

@@ -14,9 +14,9 @@ How it works:
   the same). Packing wastes no compute on padding, which matters with thousands of
   fortune-sized documents; a context may span documents, as in pretraining.
 * **Which positions are stored.** Position 0 (BOS) is never stored when ``exclude_bos``:
-  its norm is ~100x the others' (SmolLM2: ~25,000 against ~200 at layer 15). Special tokens
-  inside a row are skipped when ``exclude_special``: SmolLM2's ``<|endoftext|>`` mid-row is
-  another attention sink (~13,000). So rows of the store are the kept (sequence, position)
+  its norm is far above the others' (an attention sink; the README gives SmolLM2's ratio).
+  Special tokens inside a row are skipped when ``exclude_special``: SmolLM2's
+  ``<|endoftext|>`` mid-row is another attention sink. So rows of the store are the kept (sequence, position)
   pairs in row-major order; :meth:`ActivationStore.row_positions` maps them back.
 * **One pass, several hooks.** Each batch of sequences runs once with ``stop_at_layer`` at
   the deepest hook's need; every hook is read from that pass.

@@ -45,7 +45,7 @@ class StoreConfig(JsonConfig):
     """Sequences per forward pass while building (memory vs speed; changes content only by
     float rounding, so it is not part of the cache key)."""
     exclude_bos: bool = True
-    """Never store position 0 (the BOS); its activation norm is ~100x the others'."""
+    """Never store position 0 (the BOS); its activation norm is far above the others' (an attention sink)."""
     exclude_special: bool = True
     """Never store positions after the first that hold a special token (the document
     separators, a stray BOS or EOS); SmolLM2's ``<|endoftext|>`` mid-row is an attention sink."""

@@ -44,7 +44,7 @@ class TrainConfig(JsonConfig):
     normalize_activations: Normalization = "expected_average_only_in"
     """``expected_average_only_in`` (SAELens's name): multiply the inputs by one constant so
     their mean norm is sqrt(d_in), estimated on the first ``norm_batches`` batches. Residual
-    norms here run from ~150 to ~650 with depth; on unit-scale inputs one lr and one sparsity
+    norms grow several-fold with depth; on unit-scale inputs one lr and one sparsity
     coefficient mean the same at every layer, and Adam moves the biases and thresholds fast
     enough to make ReLU/JumpReLU sparse within a short run. The constant is kept in the SAE
     and folded into the exported weights, which therefore read raw activations. ``none``

@@ -36,8 +36,8 @@ def lr_lambda(step: int, cfg: TrainConfig) -> float:
 def make_optimizer(sae: TrainableSAE[Any], cfg: TrainConfig | None = None) -> torch.optim.Adam:
     """Adam over the SAE's parameters, fused where torch has a fused kernel.
 
-    The fused kernel matters on CPU: one pass over 5M parameters takes ~10 ms instead of
-    ~100 ms for the default multi-tensor version, which would be a fifth of a TopK step.
+    The fused kernel matters on CPU, where the default multi-tensor version would take a
+    sizeable share of a TopK step (``bench/README.md`` gives the measurement).
     """
     config: TrainConfig = cfg if cfg is not None else sae.cfg
     lr, betas, eps = config.lr, config.adam_betas, config.adam_eps

@@ -38,11 +38,10 @@ RELU_SPARSE_MAX_DENSITY = 0.1
 """The fast kernel takes its sparse path while at most this share of a batch's
 pre-activations is positive (10% of 4608 latents is an L0 of 461), and its dense step above.
 
-Measured on a 2-core AVX2 CPU, fp32, batch 4096, d_in 576, d_sae 4608: the sparse step
-costs 0.25-0.3x the dense one at 1-2% density, 0.5-0.7x at 10% and breaks even between 15%
-(1 thread) and 20-25% (2 threads), since its sparse work grows with the active pairs while
-the dense step's does not. 10% keeps a margin for other CPUs. GPUs, where dense matmuls
-are relatively cheaper, likely break even lower; that is unmeasured.
+The sparse step's work grows with the active pairs while the dense step's does not, so past
+some density the dense step wins; 10% sits well below where the two broke even on a 2-core
+CPU (``bench/README.md`` gives the measurement), a margin for other CPUs. GPUs, where dense
+matmuls are relatively cheaper, likely break even lower; that is unmeasured.
 """
 
 

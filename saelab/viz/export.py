@@ -103,7 +103,7 @@ _kaleido_browser: str | None = None
 
 
 def _ensure_kaleido_server(kaleido: Any, browser: str) -> None:
-    """Keep one headless Chromium for the whole process: starting one costs ~4 s, and a
+    """Keep one headless Chromium for the whole process: starting one takes seconds, and a
     notebook exports a dozen figures. kaleido stops it at interpreter exit.
 
     mathjax=False: kaleido's default page loads MathJax from cdnjs, which hangs offline.

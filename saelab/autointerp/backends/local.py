@@ -250,7 +250,7 @@ class LocalBackend:
         resid = model(tokens, attention_mask=mask, past_kv_cache=cache, stop_at_layer=model.cfg.n_layers)
         picked = model.ln_final(resid[torch.arange(len(tokens), device=resid.device), last][:, None])[:, 0]
         # W_U directly: TransformerLens's Unembed copies the transposed [d_model, vocab] matrix on
-        # every call (0.2 s a decode step on this CPU, more than the step's own matmuls).
+        # every call, which on CPU costs a decode step more than its own matmuls.
         return picked @ model.W_U + model.b_U
 
     def _generate_batch(

@@ -26,8 +26,8 @@ def column_counts(feats_BF: Float[Tensor, "batch d_sae"], rows_per_chunk: int = 
     """Positive entries per column, counted over blocks of rows.
 
     Counting a whole [4096, 4608] batch at once casts it to a fresh 150 MB int64 tensor,
-    which the allocator maps from the OS and page-faults in on every step (~10x the
-    arithmetic on CPU); blocks of a few MB reuse the same memory.
+    which the allocator maps from the OS and page-faults in on every step (on CPU, costing
+    more than the arithmetic); blocks of a few MB reuse the same memory.
     """
     counts = torch.zeros(feats_BF.shape[1], dtype=torch.int64, device=feats_BF.device)
     for block in feats_BF.split(rows_per_chunk):

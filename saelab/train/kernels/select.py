@@ -1,15 +1,15 @@
 """Selecting a batch's largest pre-activations (BatchTopK), fast and plain.
 
 The plain way, one top-(k x batch) over the flattened ``[batch, d_sae]`` tensor, is what
-dominates a BatchTopK step on CPU: 0.5 s for batch 4096 x 4608 latents on 2 cores, 4x a
-per-token top-k (measured). The fast way takes each token's ``CANDIDATES_PER_K x k``
-largest as candidates and the batch's top from those (0.3 s), which is exact whenever no
-token has all its candidates chosen: a token's other entries are all below its candidates,
-and a candidate left out means the threshold passed above it. Tokens that had all theirs
-chosen (a loud token may take far more than k latents) are then searched whole.
+dominates a BatchTopK step on CPU, several times a per-token top-k. The fast way takes each
+token's ``CANDIDATES_PER_K x k`` largest as candidates and the batch's top from those, which
+is exact whenever no token has all its candidates chosen: a token's other entries are all
+below its candidates, and a candidate left out means the threshold passed above it. Tokens
+that had all theirs chosen (a loud token may take far more than k latents) are then searched
+whole.
 
-On CUDA the plain way is the faster (H100, the same shape with 8 loud tokens: 0.5 ms
-against 1.2 ms), so the two stages run on CPU only.
+On CUDA the plain way is the faster, so the two stages run on CPU only. ``bench/README.md``
+gives the times these choices rest on.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 LocalSelect = Callable[[Tensor, int], Tensor]
 
 CANDIDATES_PER_K = 4
-"""Candidates per token, in units of k (measured on random data, batch 4096, k 32: 2 was
-fastest when no token is loud, 4 when a few are)."""
+"""Candidates per token, in units of k: fewer is faster when no token is loud, more when a few
+are (the measurement: ``bench/README.md``)."""
 
 
 def batch_top_indices(pre_BF: Float[Tensor, "batch d_sae"], k: int) -> Int[Tensor, " k_times_batch"]:

@@ -1,6 +1,6 @@
-"""The offline mix: documents from every available source, balanced to a token budget.
+"""The offline mix: documents from every declared source, balanced to a token budget.
 
-Built from what a fresh machine already has, with no network. Each source gets a share of
+Built from local files, with no network. Each source gets a share of
 ``CorpusConfig.target_tokens`` (model tokens, counted with the tokenizer when one is given):
 
 ===================  =======  ====================================================================
@@ -8,15 +8,15 @@ source               share    what it is
 ===================  =======  ====================================================================
 ``python_stdlib``    0.30     Python standard-library ``.py`` files (``sysconfig`` ``stdlib``),
                               licence headers stripped, cut at top-level ``def``/``class`` blocks.
-``docstrings``       0.15     module/class/function docstrings of the installed packages'
+``docstrings``       0.15     module/class/function docstrings of the declared packages'
                               ``.py`` files (technical English prose, maths, examples).
-``package_docs``     0.15     documentation shipped in site-packages: the long description in
-                              each ``*.dist-info/METADATA`` (the project README), and README,
-                              ``.md``, ``.rst``, ``.txt`` files (licences and metadata excluded).
-``fortunes_en``      0.20     Debian ``fortunes`` / ``fortunes-min`` databases: quotations, jokes,
-                              dialogue, poems, definitions; everyday English.
-``fortunes_intl``    0.15     the other-language fortune packages (de, es, it, ru, pt, zh, ...),
-                              taken round-robin across languages so no one language dominates.
+``package_docs``     0.15     documentation shipped with the declared packages: the long
+                              description in each ``*.dist-info/METADATA`` (the project README),
+                              and README, ``.md``, ``.rst``, ``.txt`` files (licences excluded).
+``fortunes_en``      0.20     the declared Debian ``fortunes`` / ``fortunes-min`` databases:
+                              quotations, jokes, dialogue, poems, definitions; everyday English.
+``fortunes_intl``    0.15     the declared other-language fortune packages (de, es, it, ru, pt,
+                              zh, ...), taken round-robin across languages so no one dominates.
 ``labelled``         0.01     a seeded, per-category ``labelled_fraction`` of
                               :func:`saelab.load_dataset`. The ids used are in
                               ``CorpusMix.labelled_ids``; the rest are never trained on.
@@ -26,45 +26,43 @@ source               share    what it is
                               :func:`sample_model_texts`.
 ===================  =======  ====================================================================
 
-Shares are renormalised over the sources that are available (no fortunes installed, no model
-samples asked for). A source that runs dry gives its unused budget to the others in
-proportion to their shares, so the mix reaches the target whenever the sources together can.
-Within a source the order is a seeded shuffle of files (then of the documents in them), and
-the final document order is a seeded shuffle across sources, so any prefix of the mix (an
-activation store takes one) is balanced too. Everything is deterministic given ``seed`` and
-the files installed; :func:`corpus_fingerprint` summarises the latter for cache keys.
+The declared packages are ``CorpusConfig.packages`` (saelab's runtime requirements, pinned as
+in ``requirements.txt``) and ``CorpusConfig.fortune_packages`` (Debian's, pinned); only their
+files are read, so installing a tool changes nothing, and a declared package that is missing
+or at another version raises :class:`~saelab.corpus.environment.CorpusSourceError` with the
+fix (see :mod:`saelab.corpus.environment`). Shares are renormalised over the sources in use
+(no model samples asked for). A source that runs dry gives its unused budget to the others
+in proportion to their shares, so the mix reaches the target whenever the sources together
+can. Within a source the order is a seeded shuffle of files (then of the documents in them),
+and the final document order is a seeded shuffle across sources, so any prefix of the mix (an
+activation store takes one) is balanced too. Everything is deterministic given the config
+and the Python that runs; :func:`corpus_fingerprint` summarises both for cache keys.
 
 Documents are cut at ``max_doc_chars`` (on block, paragraph, then line boundaries), and junk
 is dropped: binary or undecodable files, minified or data files (very long lines or runs
 without whitespace, few letters), licence boilerplate, terminal escape codes, and exact
 duplicates (the same licence or fortune shipped twice). ``CorpusMix.rejected`` counts why.
-
-Measured with SmolLM2's tokenizer on the development machine (Python 3.11, the saelab venv,
-the fortune packages listed in the README), the sources hold about 28M tokens after
-filtering: stdlib 8.8M, docstrings 14M, package docs 0.54M, fortunes 0.67M English and
-4.1M in other languages (de, es, it, ru, pt, zh, ...), labelled 0.02M. The default 3M-token
-target is met with every source at its nominal share; from about 3.3M tokens on, the
-English fortunes run dry and pass their budget on.
+How many tokens each source holds is measured in ``data/README.md``.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
+import platform
 import random
-import sys
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from saelab._util.keys import file_digest, stable_hash
-from saelab.corpus.config import MIX_VERSION, SOURCES, CorpusConfig, Document
+from saelab.corpus.config import FORTUNE_SOURCES, MIX_VERSION, PACKAGE_SOURCES, SOURCES, CorpusConfig, Document
 from saelab.corpus.counting import TokenCounter
+from saelab.corpus.environment import CorpusEnvironment, debian_package_files, declared_distributions
 from saelab.corpus.filters import DocumentFilter
 from saelab.corpus.sources import hf, offline_documents
-from saelab.corpus.sources.fortunes import fortune_files
 from saelab.corpus.sources.labelled import labelled_path, labelled_selection
+from saelab.corpus.sources.python_stdlib import stdlib_digest
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -127,9 +125,10 @@ def iter_documents(
     tokenizer: Any | None = None,
     *,
     model: HookedTransformer | None = None,
+    env: CorpusEnvironment | None = None,
 ) -> Iterator[str]:
     """The corpus's documents, in training order (see the module docstring for the mix)."""
-    for doc in iter_tagged_documents(cfg, tokenizer, model=model):
+    for doc in iter_tagged_documents(cfg, tokenizer, model=model, env=env):
         yield doc.text
 
 
@@ -138,12 +137,13 @@ def iter_tagged_documents(
     tokenizer: Any | None = None,
     *,
     model: HookedTransformer | None = None,
+    env: CorpusEnvironment | None = None,
 ) -> Iterator[Document]:
     """Like :func:`iter_documents`, with each document's source and origin."""
     if cfg.source == "hf":
         yield from hf.documents(cfg, TokenCounter(tokenizer))
         return
-    yield from build_mix(cfg, tokenizer, model=model).documents
+    yield from build_mix(cfg, tokenizer, model=model, env=env).documents
 
 
 def build_mix(
@@ -151,17 +151,22 @@ def build_mix(
     tokenizer: Any | None = None,
     *,
     model: HookedTransformer | None = None,
+    env: CorpusEnvironment | None = None,
 ) -> CorpusMix:
     """Materialise the offline mix: take each source's budget, then shuffle across sources.
 
     ``tokenizer`` (e.g. ``model.tokenizer``) makes the budgets exact model tokens; without it
     they are estimated from characters. ``model`` is needed only when ``cfg.model_samples > 0``.
+    ``env`` says where the declared sources are installed (default: this interpreter and
+    machine). Raises :class:`~saelab.corpus.environment.CorpusSourceError` when a declared
+    source is missing or at another version.
     """
     if cfg.source != "offline":
         raise ValueError(f"build_mix builds the offline mix; this config has source={cfg.source!r}")
     count = TokenCounter(tokenizer if tokenizer is not None or model is None else model.tokenizer)
     filt = DocumentFilter(cfg)
-    streams = {name: _Stream(docs) for name, docs in offline_documents(cfg, filt, model).items()}
+    sources = offline_documents(cfg, filt, model, env or CorpusEnvironment())
+    streams = {name: _Stream(docs) for name, docs in sources.items()}
     budgets = _initial_budgets(cfg, list(streams))
     taken = _fill_budgets(streams, budgets, count)
     documents = [(doc, n) for name in streams for doc, n in taken[name]]
@@ -184,10 +189,14 @@ def build_mix(
 
 
 def describe_mix(
-    cfg: CorpusConfig, tokenizer: Any | None = None, *, model: HookedTransformer | None = None
+    cfg: CorpusConfig,
+    tokenizer: Any | None = None,
+    *,
+    model: HookedTransformer | None = None,
+    env: CorpusEnvironment | None = None,
 ) -> pd.DataFrame:
     """What the offline mix contains: ``source, docs, tokens, share`` (shares sum to 1)."""
-    return build_mix(cfg, tokenizer, model=model).provenance()
+    return build_mix(cfg, tokenizer, model=model, env=env).provenance()
 
 
 def labelled_ids_in_corpus(cfg: CorpusConfig) -> list[str]:
@@ -197,24 +206,28 @@ def labelled_ids_in_corpus(cfg: CorpusConfig) -> list[str]:
     return sorted(labelled_selection(cfg)[1])
 
 
-def corpus_fingerprint(cfg: CorpusConfig) -> str:
+def corpus_fingerprint(cfg: CorpusConfig, env: CorpusEnvironment | None = None) -> str:
     """A short hash of everything that decides the corpus's content (for cache keys).
 
-    For the offline mix that includes the environment it reads: the Python version, the
-    installed distributions, the fortune files and the labelled dataset. Installing a package
-    changes the fingerprint, because its documentation may enter the mix.
+    For the offline mix: the config (its declared, pinned packages included), the Python
+    version and standard library, and the labelled dataset. It first checks that the
+    declared packages are installed as pinned (raising
+    :class:`~saelab.corpus.environment.CorpusSourceError` otherwise), so that a key is only
+    ever given for the corpus it names. Undeclared packages do not enter it: they are never read.
     """
     ident: dict[str, Any] = {"config": cfg.to_dict(), "mix_version": MIX_VERSION}
     if cfg.source == "offline":
-        dists = sorted(
-            f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions() if d.metadata["Name"]
-        )
-        fortunes = [(str(p), p.stat().st_size) for p in fortune_files(cfg.fortune_roots)]
+        env = env or CorpusEnvironment()
+        uses = {s for s, share in cfg.fractions.items() if share > 0}
+        if uses & set(PACKAGE_SOURCES):
+            declared_distributions(cfg.packages, env)
+        if uses & set(FORTUNE_SOURCES):
+            debian_package_files(cfg.fortune_packages, env)
         labelled = labelled_path()
         ident.update(
-            python=sys.version,
-            distributions=dists,
-            fortunes=fortunes,
+            # The Python decides what ast parses (docstrings) as well as the standard library.
+            python=f"{platform.python_implementation()} {platform.python_version()}",
+            python_stdlib=stdlib_digest(env) if "python_stdlib" in uses else None,
             labelled=file_digest(labelled) if labelled.is_file() else None,
         )
     return stable_hash(ident)

@@ -1,8 +1,9 @@
 """The offline sources, one file each, and the table that names them.
 
 Each source's ``documents(...)`` yields :class:`~saelab.corpus.config.Document` lazily in a
-seeded order, or returns None when the source is not available on this machine (no fortune
-databases installed, no labelled dataset, no model samples asked for).
+seeded order. Only the config can leave a source out (``documents`` returns None: no model
+samples or no labelled texts asked for); a declared source that this machine lacks raises
+:class:`~saelab.corpus.environment.CorpusSourceError` instead of shrinking the mix.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from saelab.corpus.config import SOURCES, CorpusConfig, Document
+from saelab.corpus.environment import CorpusEnvironment
 from saelab.corpus.filters import DocumentFilter
 from saelab.corpus.sources import docstrings, fortunes, labelled, model_samples, package_docs, python_stdlib
 
@@ -19,15 +21,15 @@ if TYPE_CHECKING:
 
 
 def offline_documents(
-    cfg: CorpusConfig, filt: DocumentFilter, model: HookedTransformer | None
+    cfg: CorpusConfig, filt: DocumentFilter, model: HookedTransformer | None, env: CorpusEnvironment
 ) -> dict[str, Iterator[Document]]:
-    """The document stream of every offline source that has a positive share and is available."""
+    """The document stream of every offline source that has a positive share and is in use."""
     factories: dict[str, Callable[[], Iterator[Document] | None]] = {
-        "python_stdlib": lambda: python_stdlib.documents(cfg, filt),
-        "docstrings": lambda: docstrings.documents(cfg, filt),
-        "package_docs": lambda: package_docs.documents(cfg, filt),
-        "fortunes_en": lambda: fortunes.documents(cfg, filt, english=True),
-        "fortunes_intl": lambda: fortunes.documents(cfg, filt, english=False),
+        "python_stdlib": lambda: python_stdlib.documents(cfg, filt, env),
+        "docstrings": lambda: docstrings.documents(cfg, filt, env),
+        "package_docs": lambda: package_docs.documents(cfg, filt, env),
+        "fortunes_en": lambda: fortunes.documents(cfg, filt, env, english=True),
+        "fortunes_intl": lambda: fortunes.documents(cfg, filt, env, english=False),
         "labelled": lambda: labelled.documents(cfg, filt),
         "model_samples": lambda: model_samples.documents(cfg, filt, model),
     }

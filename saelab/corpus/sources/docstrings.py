@@ -1,5 +1,5 @@
-"""Source ``docstrings``: module, class and function docstrings of the installed packages
-(technical English prose, maths, examples)."""
+"""Source ``docstrings``: module, class and function docstrings of the declared packages
+(``CorpusConfig.packages``): technical English prose, maths, examples."""
 
 from __future__ import annotations
 
@@ -9,16 +9,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from saelab.corpus.config import CorpusConfig, Document
+from saelab.corpus.environment import CorpusEnvironment, distribution_files
 from saelab.corpus.filters import DocumentFilter, chunk_text
-from saelab.corpus.sources.files import package_files, read_text, shuffled, source_rng
+from saelab.corpus.sources.files import read_text, shuffled_files, source_rng
 
 
-def _package_py_files() -> list[str]:
-    return [p for p in package_files() if p.endswith(".py")]
+def documents(cfg: CorpusConfig, filt: DocumentFilter, env: CorpusEnvironment) -> Iterator[Document]:
+    files = {key: path for key, path in distribution_files(cfg.packages, env).items() if key.endswith(".py")}
+    return _documents(cfg, filt, shuffled_files(files, source_rng(cfg, "docstrings")))
 
 
-def documents(cfg: CorpusConfig, filt: DocumentFilter) -> Iterator[Document]:
-    for path in shuffled(_package_py_files(), source_rng(cfg, "docstrings")):
+def _documents(cfg: CorpusConfig, filt: DocumentFilter, paths: list[Path]) -> Iterator[Document]:
+    # A generator of its own, so that documents() checks the declared packages when called.
+    for path in paths:
         for name, doc in _docstrings(path):
             for i, chunk in enumerate(chunk_text(doc, cfg.max_doc_chars)):
                 text = filt(chunk)

@@ -1,4 +1,4 @@
-"""What every offline source shares: seeded orders and the files a fresh machine has."""
+"""What every offline source shares: seeded orders and reading files."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from saelab.corpus.config import CorpusConfig
+from saelab.corpus.environment import CorpusEnvironment
 
 
 def source_rng(cfg: CorpusConfig, name: str) -> random.Random:
@@ -24,15 +25,15 @@ def shuffled(paths: Iterable[str | Path], rng: random.Random) -> list[Path]:
     return [Path(p) for p in out]
 
 
-def stdlib_root() -> Path:
+def shuffled_files(files: dict[str, Path], rng: random.Random) -> list[Path]:
+    """The paths of ``files`` (key -> path) in a seeded random order of their keys, so the
+    order does not depend on where the files are installed."""
+    return [files[str(key)] for key in shuffled(files, rng)]
+
+
+def stdlib_root(env: CorpusEnvironment) -> Path:
     """The Python standard library's folder."""
-    return Path(sysconfig.get_paths()["stdlib"])
-
-
-def site_packages() -> list[Path]:
-    """The folders installed packages live in."""
-    paths = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    return sorted(Path(p) for p in paths if Path(p).is_dir())
+    return Path(env.stdlib_dir or sysconfig.get_paths()["stdlib"])
 
 
 def walk_files(root: Path, skip_dirs: frozenset[str] = frozenset()) -> Iterator[str]:
@@ -41,11 +42,6 @@ def walk_files(root: Path, skip_dirs: frozenset[str] = frozenset()) -> Iterator[
         dirs[:] = sorted(d for d in dirs if d not in skip_dirs)
         for name in files:
             yield os.path.join(folder, name)
-
-
-def package_files() -> list[str]:
-    """Every file of the installed packages (bytecode caches left out)."""
-    return [p for root in site_packages() for p in walk_files(root, frozenset({"__pycache__"}))]
 
 
 def read_text(path: Path) -> str | None:

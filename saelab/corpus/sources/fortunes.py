@@ -1,21 +1,20 @@
-"""Sources ``fortunes_en`` and ``fortunes_intl``: Debian's fortune databases (quotations,
-jokes, dialogue, poems, definitions), English and other languages; the other languages are
-taken round-robin so that no one language dominates."""
+"""Sources ``fortunes_en`` and ``fortunes_intl``: the fortune databases (quotations, jokes,
+dialogue, poems, definitions) of the declared Debian packages (``CorpusConfig.fortune_packages``),
+English and other languages; the other languages are taken round-robin so that no one
+language dominates."""
 
 from __future__ import annotations
 
-import logging
 import random
 import re
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from saelab.corpus.config import CorpusConfig, Document
+from saelab.corpus.environment import CorpusEnvironment, CorpusSourceError, debian_package_files
 from saelab.corpus.filters import DocumentFilter
 from saelab.corpus.sources.files import read_text, shuffled, source_rng
-
-log = logging.getLogger(__name__)
 
 # Fortune files outside a language folder that are not English (fortunes-zh, fortunes-br).
 _NON_ENGLISH_FILES = {"chinese": "zh", "tang300": "zh", "song100": "zh", "brasil": "pt"}
@@ -24,19 +23,19 @@ _LANG_DIR_RE = re.compile(r"^[a-z]{2}(_[A-Z]{2})?$")
 _SKIP_FORTUNE_DIRS = {"off"}
 
 
-def fortune_files(roots: Sequence[str]) -> list[Path]:
-    """Fortune databases (text files beside their strfile ``.dat`` index), symlinks resolved."""
+def fortune_files(paths: Iterable[Path]) -> list[Path]:
+    """The fortune databases among a package's installed paths: files under a
+    ``games/fortunes*`` folder other than the strfile indexes (``.dat``) and the ``.u8``
+    links, symlinks resolved. Databases that debconf left unindexed count too, so a debconf
+    answer does not change the mix."""
     out = set()
-    for root in roots:
-        base = Path(root)
-        if not base.is_dir():
+    for path in paths:
+        parts = path.parts
+        in_fortunes = any(a == "games" and b.startswith("fortunes") for a, b in zip(parts, parts[1:], strict=False))
+        if not in_fortunes or path.suffix in (".dat", ".u8") or _SKIP_FORTUNE_DIRS & set(parts):
             continue
-        for top in sorted(base.glob("fortunes*")):
-            for path in top.rglob("*"):
-                if path.suffix in (".dat", ".u8") or _SKIP_FORTUNE_DIRS & set(path.parts):
-                    continue
-                if path.is_file() and path.with_name(path.name + ".dat").exists():
-                    out.add(path.resolve())
+        if path.is_file():
+            out.add(path.resolve())
     return sorted(out)
 
 
@@ -59,12 +58,16 @@ def split_fortunes(text: str) -> list[str]:
     return [f for f in re.split(r"^%\s*$", text, flags=re.MULTILINE) if f.strip()]
 
 
-def documents(cfg: CorpusConfig, filt: DocumentFilter, *, english: bool) -> Iterator[Document] | None:
+def documents(cfg: CorpusConfig, filt: DocumentFilter, env: CorpusEnvironment, *, english: bool) -> Iterator[Document]:
     name = "fortunes_en" if english else "fortunes_intl"
-    files = [p for p in fortune_files(cfg.fortune_roots) if (fortune_language(p) == "en") == english]
+    installed = fortune_files(debian_package_files(cfg.fortune_packages, env))
+    files = [p for p in installed if (fortune_language(p) == "en") == english]
     if not files:
-        log.info("No %s fortune databases under %s; that source is skipped.", name, list(cfg.fortune_roots))
-        return None
+        raise CorpusSourceError(
+            f"The declared fortune packages {[p for p, _ in cfg.fortune_packages]} hold no "
+            f"{'English' if english else 'other-language'} databases, which {name} reads. Declare a package that "
+            f"has some in CorpusConfig.fortune_packages, or give {name} no share in CorpusConfig.fractions."
+        )
     rng = source_rng(cfg, name)
     by_lang: dict[str, list[Path]] = {}
     for path in shuffled(files, rng):

@@ -37,8 +37,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--store-only", action="store_true", help="build (or resume) the activation store and stop")
     parser.add_argument("--store", type=Path, default=None,
                         help="train on this complete activation store folder instead of building one (its key "
-                             "covers the installed packages, whose docs are part of the corpus, so a changed venv "
-                             "gets a new key)")
+                             "covers the corpus's declared, pinned packages and the Python, so a store built "
+                             "elsewhere with the same pins is the same store)")
     parser.add_argument("--eval-sequences", type=int, default=96,
                         help="held-out sequences (of 128 tokens) per evaluation")
     parser.add_argument("--out", type=Path, default=None, help="default: data/saes/saelab-smollm2-135m")

@@ -33,7 +33,7 @@ def stdlib_digest(env: CorpusEnvironment) -> str:
     (cached per process while no file's size or mtime changes)."""
     root = stdlib_root(env)
     files = _stdlib_files(root)
-    stats = [(os.path.relpath(p, root), os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in files]
+    stats = [(os.path.relpath(p, root), st.st_size, st.st_mtime_ns) for p in files for st in [os.stat(p)]]
     key = stable_hash([str(root), stats])
     if key not in _DIGESTS:
         contents = [(rel, file_digest(Path(p))) for (rel, _, _), p in zip(stats, files, strict=True)]

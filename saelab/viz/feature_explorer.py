@@ -36,7 +36,7 @@ from saelab.viz.explorer_view import (
 )
 from saelab.viz.highlight import HighlightedTexts, html_document
 from saelab.viz.style import value_label
-from saelab.viz.widget_base import WidgetPanel, row, write_page
+from saelab.viz.widget_base import WidgetPanel, row, set_given, write_page
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -194,12 +194,7 @@ class FeatureExplorer(WidgetPanel):
         with self._sync():
             self.sae_select.value = name
             self.feature_input.max = self._d_sae(name) - 1
-            if category is not None:
-                self.category_select.value = category
-            if rank_by is not None:
-                self.rank_select.value = rank_by
-            if feature is not None:
-                self.feature_input.value = int(feature)
+            set_given((self.category_select, category), (self.rank_select, rank_by), (self.feature_input, feature))
             self._refresh_ranking()
         self._render()
         return self

@@ -31,7 +31,7 @@ from saelab.viz.playground_view import (
     history_html,
     page_html,
 )
-from saelab.viz.widget_base import WidgetPanel, row, write_page
+from saelab.viz.widget_base import WidgetPanel, row, set_given, write_page
 
 STRENGTH_RANGE = (-8.0, 16.0)
 """The slider's default range, in units of the feature's typical max activation."""
@@ -224,21 +224,13 @@ class SteeringPlayground(WidgetPanel):
             raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
         if concept and concept not in self.steerer.concepts:
             raise ValueError(f"Unknown concept {concept!r}; the probe knows {list(self.steerer.concepts)}")
-        if prompt is not None:
-            self.prompt_input.value = prompt
-        if feature is not None:
-            self.feature_input.value = int(feature)  # selects it in the list and sets its concept
-        if strength is not None:
+        # A feature selects itself in the list and sets its concept, so an explicit concept comes after.
+        set_given((self.prompt_input, prompt), (self.feature_input, feature))
+        if strength is not None and math.isfinite(strength):
             slider = self.strength_slider
-            if math.isfinite(strength):
-                slider.min, slider.max = min(slider.min, strength), max(slider.max, strength)
-            slider.value = strength
-        if mode is not None:
-            self.mode_toggle.value = mode
-        if concept is not None:
-            self.concept_select.value = concept
-        if seed is not None:
-            self.seed_input.value = int(seed)
+            slider.min, slider.max = min(slider.min, strength), max(slider.max, strength)
+        set_given((self.strength_slider, strength), (self.mode_toggle, mode), (self.concept_select, concept),
+                  (self.seed_input, seed))  # fmt: skip
         return self
 
     # -- generating --------------------------------------------------------------------

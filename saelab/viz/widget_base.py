@@ -25,6 +25,14 @@ def row(*children: ipw.Widget, align_items: str | None = None) -> ipw.HBox:
     return ipw.HBox(list(children), layout=ipw.Layout(flex_flow="row wrap", align_items=align_items))
 
 
+def set_given(*pairs: tuple[ipw.ValueWidget, Any]) -> None:
+    """Set each ``(control, value)`` in turn as a user would, skipping those whose value is None
+    (None keeps the control's value); the controls' observers see every change."""
+    for control, value in pairs:
+        if value is not None:
+            control.value = value
+
+
 def write_page(path: str | Path, page: str) -> Path:
     """Write a static page (its folder made as needed) so a reader never sees half of it."""
     path = Path(path)

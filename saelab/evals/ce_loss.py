@@ -65,6 +65,14 @@ class Positions(NamedTuple):
     """CE terms counted: the prediction made at position i of token i+1, both real, i kept."""
 
 
+class CheckedTokens(NamedTuple):
+    """Token rows checked once, and the positions every run over them uses."""
+
+    tokens: Int[Tensor, "batch pos"]
+    attention_mask: Int[Tensor, "batch pos"] | None
+    positions: Positions
+
+
 def ce_loss_metrics(
     model: HookedTransformer,
     sae: SAE,
@@ -87,8 +95,8 @@ def ce_loss_metrics(
     check_compatible(model, sae)
     hook = sae_hook_name(sae)
     stats = DownstreamStats()
-    bos = BosPolicy(exclude=exclude_bos, ablate=ablate_bos)
-    downstream_batch(model, sae, hook, tokens, attention_mask, bos, max_logit_bytes, stats, recon=None)
+    batch = checked_tokens(model, tokens, attention_mask, BosPolicy(exclude=exclude_bos, ablate=ablate_bos))
+    downstream_batch(model, sae, hook, batch, max_logit_bytes, stats, recon=None)
     return stats.result()
 
 
@@ -97,16 +105,13 @@ def downstream_batch(
     model: HookedTransformer,
     sae: SAE,
     hook: str,
-    tokens: Tensor,
-    attention_mask: Tensor | None,
-    bos: BosPolicy,
+    batch: CheckedTokens,
     max_logit_bytes: int,
     stats: DownstreamStats,
     recon: ReconstructionStats | None,
 ) -> None:
-    tokens, attention_mask = validate_tokens(tokens, attention_mask)
-    positions = positions_of(tokens, attention_mask, bos)
-    warn_if_no_bos(model, tokens, attention_mask, bos.exclude)
+    """The three runs over ``batch``, in chunks of rows that keep the logits under ``max_logit_bytes``."""
+    tokens, attention_mask, positions = batch
     rows = max(1, max_logit_bytes // (_LOGIT_BLOCKS * tokens.shape[1] * model.cfg.d_vocab * 4))
     for start in range(0, tokens.shape[0], rows):
         part = slice(start, start + rows)
@@ -234,6 +239,16 @@ def add_recon(recon: ReconstructionStats, x: Tensor, feats: Tensor, x_hat: Tenso
         feats.reshape(*feats.shape[:2], -1)[mask.to(feats.device)],
         x_hat.reshape(*x_hat.shape[:2], -1)[mask].float(),
     )
+
+
+def checked_tokens(
+    model: HookedTransformer, tokens: Tensor, attention_mask: Tensor | None, bos: BosPolicy
+) -> CheckedTokens:
+    """``tokens`` validated, the positions each run uses under ``bos``, and a
+    :class:`MissingBOSWarning` when BOS is to be excluded but rows do not start with it."""
+    tokens, attention_mask = validate_tokens(tokens, attention_mask)
+    warn_if_no_bos(model, tokens, attention_mask, bos.exclude)
+    return CheckedTokens(tokens, attention_mask, positions_of(tokens, attention_mask, bos))
 
 
 def positions_of(tokens: Tensor, attention_mask: Tensor | None, bos: BosPolicy) -> Positions:

@@ -19,12 +19,11 @@ from saelab.evals.accumulators import DownstreamStats, ReconstructionStats
 from saelab.evals.ce_loss import (
     DEFAULT_MAX_LOGIT_BYTES,
     BosPolicy,
+    CheckedTokens,
     add_recon,
+    checked_tokens,
     downstream_batch,
-    positions_of,
     sae_reconstruct,
-    validate_tokens,
-    warn_if_no_bos,
 )
 from saelab.evals.metrics import (
     DEFAULT_DENSE_THRESHOLD,
@@ -160,10 +159,11 @@ def evaluate_sae(
     bos = BosPolicy(exclude=exclude_bos, ablate=ablate_bos)
     bar = tqdm(batches, total=total, desc=f"eval @ {hook}", disable=not progress, leave=False)
     for tokens, mask in bar:
+        batch = checked_tokens(model, tokens, mask, bos)
         if compute_ce:
-            downstream_batch(model, sae, hook, tokens, mask, bos, max_logit_bytes, down, recon)
+            downstream_batch(model, sae, hook, batch, max_logit_bytes, down, recon)
         else:
-            _reconstruction_batch(model, sae, hook, tokens, mask, bos, recon)
+            _reconstruction_batch(model, sae, hook, batch, recon)
         if recon.n_tokens:
             bar.set_postfix(_live_postfix(recon, down), refresh=False)
     bar.close()
@@ -176,15 +176,12 @@ def _reconstruction_batch(
     model: HookedTransformer,
     sae: SAE,
     hook: str,
-    tokens: Tensor,
-    attention_mask: Tensor | None,
-    bos: BosPolicy,
+    batch: CheckedTokens,
     recon: ReconstructionStats,
 ) -> None:
-    tokens, attention_mask = validate_tokens(tokens, attention_mask)
+    """The reconstruction metrics of ``batch`` from a pass that stops at the hook."""
+    tokens, attention_mask, positions = batch
     mask = attention_mask if attention_mask is not None else torch.ones_like(tokens)
-    positions = positions_of(tokens, attention_mask, bos)
-    warn_if_no_bos(model, tokens, attention_mask, bos.exclude)
     acts = hook_activations(model, hook, tokens, mask)
     with torch.inference_mode():
         feats, x_hat = sae_reconstruct(sae, acts)

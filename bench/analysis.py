@@ -24,6 +24,8 @@ import pandas as pd
 import torch
 
 from saelab import analysis
+from saelab.analysis import significance
+from saelab.analysis.specialists import default_permutations
 
 CATEGORIES = ["Python", "URLs", "Math", "Non-English", "Social", "Formal", "Conversational"]
 
@@ -56,20 +58,20 @@ def time_stages(
     chosen = list(range(len(names)))
     times = {}
     start = time.perf_counter()
-    ranks = analysis.midranks(feats)
-    auroc = analysis.auroc_by_category(ranks, codes, len(names))
+    ranks = significance.midranks(feats)
+    auroc = significance.auroc_by_category(ranks, codes, len(names))
     times["ranks + auroc"] = time.perf_counter() - start
     start = time.perf_counter()
-    perm = analysis.permutation_pvalues(ranks, codes, chosen, n_permutations=n_permutations, seed=seed)
+    perm = significance.permutation_pvalues(ranks, codes, chosen, n_permutations=n_permutations, seed=seed)
     times["permutations"] = time.perf_counter() - start
     start = time.perf_counter()
-    analysis.benjamini_hochberg(perm.p_value)
+    significance.benjamini_hochberg(perm.p_value)
     times["bh"] = time.perf_counter() - start
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
     for c in chosen:
         top = np.argsort(-auroc[c], kind="stable")[:5]
-        analysis.bootstrap_auroc_ci(
+        significance.bootstrap_auroc_ci(
             feats[codes == c][:, top], feats[codes != c][:, top], n_bootstrap=n_bootstrap, rng=rng
         )
     times["bootstrap (top 5 per category)"] = time.perf_counter() - start
@@ -84,7 +86,7 @@ def main() -> None:
     parser.add_argument("--per-category", type=int, default=20)
     parser.add_argument("--planted", type=int, default=3, help="planted specialists per category")
     parser.add_argument("--n-permutations", type=int, default=None,
-                        help="default: what specialists() uses, analysis.default_permutations(d_sae)")
+                        help="default: what specialists() uses, default_permutations(d_sae)")
     parser.add_argument("--n-bootstrap", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
@@ -93,7 +95,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     if args.n_permutations is None:
-        args.n_permutations = analysis.default_permutations(args.d_sae)
+        args.n_permutations = default_permutations(args.d_sae)
     feats, labels, truth = synthetic_feats(args.per_category, args.d_sae, args.planted, args.seed)
     print(f"threads={torch.get_num_threads()} texts={len(labels)} categories={len(CATEGORIES)} d_sae={args.d_sae} "
           f"active={np.mean(feats > 0):.1%} n_permutations={args.n_permutations} n_bootstrap={args.n_bootstrap}")

@@ -72,7 +72,7 @@ def speed(model, sae, hook: str, n_texts: int) -> None:
     features = sorted(np.random.default_rng(0).choice(sae.cfg.d_sae, 200, replace=False).tolist())
     source = ai.TextSource(model, texts, hook, batch_size=16, max_length=256)
     began = time.perf_counter()
-    ai.collect_examples(source, ai.decompositions.sae_directions(sae), model, features=features, cache=False,
+    ai.collect_examples(source, ai.sae_directions(sae), model, features=features, cache=False,
                         progress=False)  # fmt: skip
     ours = time.perf_counter() - began
     print(f"\n## examples pass over {n_tokens:,} tokens of {n_texts} texts (200 features)")
@@ -89,7 +89,7 @@ def store_speed(model, sae, store: ActivationStore, hook: str) -> None:
     baseline = time.perf_counter() - began
     features = sorted(np.random.default_rng(0).choice(sae.cfg.d_sae, 200, replace=False).tolist())
     began = time.perf_counter()
-    ai.collect_examples(source, ai.decompositions.sae_directions(sae), model, features=features, cache=False,
+    ai.collect_examples(source, ai.sae_directions(sae), model, features=features, cache=False,
                         progress=False)  # fmt: skip
     ours = time.perf_counter() - began
     print(f"stored activations ({source.n_tokens:,} held-out tokens): read + encode {baseline:.1f} s; "
@@ -163,7 +163,7 @@ def main() -> None:
         store_speed(model, sae, store, args.hook)
     features = sorted(np.random.default_rng(1).choice(sae.cfg.d_sae, args.features, replace=False).tolist())
     if {"scores", "llm"} & set(args.stages):
-        examples = ai.collect_examples(ai.StoreSource(store, args.hook), ai.decompositions.sae_directions(sae), model,
+        examples = ai.collect_examples(ai.StoreSource(store, args.hook), ai.sae_directions(sae), model,
                                        features=features, progress=False)  # fmt: skip
         if "scores" in args.stages:
             scores(examples, args.out)

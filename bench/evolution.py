@@ -28,7 +28,8 @@ import saelab
 from saelab.corpus import CorpusConfig, build_mix
 from saelab.evolution import match_features, per_token_pairs
 from saelab.evolution.matching import activation_similarities
-from saelab.extract import iter_batches, run_hooks, tokenize
+from saelab.extract import run_hooks, tokenize
+from saelab.extract.batches import iter_batches
 from saelab.extract.hooks import encode_activations
 
 MAP_SNIPPET = """

@@ -17,7 +17,8 @@ from sae_lens import StandardSAE, StandardSAEConfig
 from sae_lens.saes.sae import SAEMetadata
 
 import saelab
-from saelab.extract import hook_activations, iter_batches, tokenize
+from saelab.extract import hook_activations, tokenize
+from saelab.extract.batches import iter_batches
 
 
 def make_sae(d_in: int, d_sae: int, hook: str) -> StandardSAE:

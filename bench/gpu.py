@@ -60,7 +60,8 @@ from saelab.evals import explained_variance
 from saelab.extract.hooks import encode_activations, run_hooks
 from saelab.extract.tokens import bos_token_id, tokenizer_of
 from saelab.saes import BUNDLED_RELEASE, bundled_sae_ids
-from saelab.store import ActivationStore, StoreConfig, build_store, keep_mask, tokenize_corpus
+from saelab.store import ActivationStore, StoreConfig, build_store
+from saelab.store.pack import keep_mask, tokenize_corpus
 from saelab.train import TopKConfig
 from saelab.train.pipeline import train_on_store
 from saelab.train.trainer import RunConfig

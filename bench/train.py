@@ -98,15 +98,9 @@ from saelab._util.device import default_device
 from saelab.corpus import CorpusConfig
 from saelab.evals import explained_variance
 from saelab.store import StoreConfig, build_store
-from saelab.train import (
-    BatchTopKConfig,
-    TopKConfig,
-    TrainConfig,
-    config_for,
-    geometric_median,
-    get_architecture,
-    make_sae,
-)
+from saelab.train import BatchTopKConfig, TopKConfig, TrainConfig, config_for, make_sae
+from saelab.train.base import geometric_median
+from saelab.train.registry import get_architecture
 from saelab.train.trainer import RunConfig, fit
 
 TARGET_SPEEDUP = {"topk": 3.0, "relu": 1.2, "batchtopk": 3.0}

@@ -22,5 +22,10 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__getattr__, __dir__, __all__ = _lazy.attach_stub(__name__, __file__)
+__getattr__, _stub_dir, __all__ = _lazy.attach_stub(__name__, __file__)
 __all__ += ["__version__"]  # attach_stub returns a fresh list
+
+
+def __dir__() -> list[str]:
+    """The public names: the stub's and ``__version__``."""
+    return list(__all__)

@@ -1,5 +1,7 @@
-# Public names of this package, imported on first use (lazy_loader reads this stub);
-# `name as name` marks each as re-exported for type checkers.
+# Public names of saelab: what a notebook or a user calls, imported on first use (lazy_loader
+# reads this stub); `name as name` marks each as re-exported for type checkers. The packages
+# are listed so that `saelab.viz.save_figure` works after a bare `import saelab`; other
+# modules stay importable by their full path (`from saelab.train.checkpoint import list_checkpoints`).
 from . import (
     analysis as analysis,
     autointerp as autointerp,
@@ -11,19 +13,15 @@ from . import (
     extract as extract,
     interventions as interventions,
     lessons as lessons,
-    models as models,
     profiles as profiles,
     saes as saes,
     store as store,
     train as train,
     viz as viz,
 )
-from ._util.paths import cache_dir as cache_dir
 from .analysis import specialists as specialists
 from .data import load_dataset as load_dataset
-from .evals import evaluate_sae as evaluate_sae
 from .extract import (
-    PerTokenFeatures as PerTokenFeatures,
     cached_per_token as cached_per_token,
     extract_features as extract_features,
     extract_features_multi as extract_features_multi,

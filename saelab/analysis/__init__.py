@@ -3,9 +3,9 @@ co-activation, layer comparison, top-activating examples and one feature at a gl
 
 Most functions take pooled activations ``[n_texts, d_sae]`` (torch or numpy; see
 :func:`saelab.extract_features`) and return a tidy ``pandas.DataFrame``, best first, with a
-1-based ``rank`` and the integer ``feature`` id. The statistics (``rankings``, ``stats``,
+1-based ``rank`` and the integer ``feature`` id. The statistics (``rankings``, ``significance``,
 ``specialists``, ``coactivation``, ``layers``) need numpy, scipy and pandas only; the
-token-level modules (``examples``, ``feature``) read the model.
+token-level modules (``max_activating``, ``feature``) read the model.
 
 Names are imported on first use (see ``__init__.pyi``).
 """

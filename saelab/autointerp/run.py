@@ -1,5 +1,6 @@
-"""Explain and score many features: the examples pass (cached), every explainer, every
-scorer with its controls, one JSON line per (feature, explainer), resumable.
+"""Explain and score many features: every explainer, every scorer with its controls, one
+JSON line per (feature, explainer), resumable. The features' examples come first, from
+:func:`~saelab.autointerp.collect.collect_examples` (cached), as notebook 06 shows.
 
 Two files: ``<out>.explanations.jsonl`` (written as the explainers go, so an interrupted
 run never asks an LLM twice) and ``<out>`` (one scored record per feature and explainer).
@@ -17,16 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sae_lens import SAE
 from tqdm.auto import tqdm
-from transformer_lens import HookedTransformer
 
 from saelab._util.config import JsonConfig
-from saelab._util.paths import cache_dir
 from saelab.autointerp.backends.base import Backend
-from saelab.autointerp.collect import collect_examples
-from saelab.autointerp.config import ExamplesConfig
-from saelab.autointerp.decompositions import sae_directions
 from saelab.autointerp.example_set import ExampleSet
 from saelab.autointerp.explainers.llm import LlmExplainer, LlmExplainerConfig
 from saelab.autointerp.explainers.ngram import NgramPatternExplainer
@@ -36,8 +31,6 @@ from saelab.autointerp.records import append_records, read_records
 from saelab.autointerp.scorers.detection import explanation_language_warning
 from saelab.autointerp.scorers.embedding import MemoEmbedder, TextEmbedder
 from saelab.autointerp.scoring import LLM_SCORERS, SCORERS, score_feature
-from saelab.autointerp.sources import StoreSource, TextSource
-from saelab.store.reader import ActivationStore
 
 log = logging.getLogger(__name__)
 
@@ -185,29 +178,3 @@ def records_frame(path: str | Path) -> pd.DataFrame:
         rows.append(row)
     return pd.DataFrame(rows)
 
-
-def explain_features(
-    sae: SAE,
-    features: Sequence[int] | None,
-    *,
-    model: HookedTransformer,
-    texts: Sequence[str] | None = None,
-    store: ActivationStore | None = None,
-    out: str | Path | None = None,
-    config: AutointerpConfig | None = None,
-    examples_config: ExamplesConfig | None = None,
-    backend: Backend | None = None,
-    embedder: TextEmbedder | None = None,
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Explain and score ``features`` of ``sae`` on the held-out split of ``store`` or on
-    ``texts`` (run through ``model``), writing ``out`` (default: in the cache, named by the
-    examples' key). Reuses the cached examples and every record already in ``out``."""
-    if (texts is None) == (store is None):
-        raise ValueError("Pass exactly one of texts= (any list of strings) or store= (an ActivationStore).")
-    hook = sae.cfg.metadata.hook_name
-    source = StoreSource(store, hook) if store is not None else TextSource(model, list(texts or []), hook)
-    examples = collect_examples(source, sae_directions(sae), model, features=features, config=examples_config,
-                                progress=progress)  # fmt: skip
-    path = Path(out) if out is not None else cache_dir() / "autointerp" / "runs" / f"{examples.key}.jsonl"
-    return run_autointerp(examples, path, config=config, backend=backend, embedder=embedder, progress=progress)

@@ -1,11 +1,5 @@
-# Public names of this package, imported on first use (lazy_loader reads this stub);
-# `name as name` marks each as re-exported for type checkers.
-from . import replicas as replicas, world as world
+# Public names of this package: what a notebook or a user calls, imported on first use
+# (lazy_loader reads this stub); `name as name` marks each as re-exported for type checkers.
+# Modules not listed here stay importable by their full path (`from saelab.x.module import y`).
 from .replicas import Replicas as Replicas, split_world as split_world, whole_world as whole_world
-from .world import (
-    DEFAULT_TIMEOUT_S as DEFAULT_TIMEOUT_S,
-    World as World,
-    join as join,
-    launched as launched,
-    leave as leave,
-)
+from .world import World as World, join as join, leave as leave

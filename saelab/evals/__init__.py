@@ -1,6 +1,6 @@
 """Evaluate an SAE against its model: sparsity and reconstruction metrics on tensors
 (``metrics``), exact streaming sums (``accumulators``), the SAE spliced into the model for CE
-loss and KL (``splice``), and the harness that streams token batches and reports one
+loss and KL (``ce_loss``), and the harness that streams token batches and reports one
 :class:`EvalResult` (``harness``).
 
 Works for any ``sae_lens.SAE`` (a pretrained release or one saelab trained) and a

@@ -1,24 +1,6 @@
-# Public names of this package, imported on first use (lazy_loader reads this stub);
-# `name as name` marks each as re-exported for type checkers.
-from . import (
-    ablation as ablation,
-    attribution as attribution,
-    autointerp as autointerp,
-    charts as charts,
-    explorer_data as explorer_data,
-    explorer_view as explorer_view,
-    export as export,
-    feature_explorer as feature_explorer,
-    features as features,
-    highlight as highlight,
-    layers as layers,
-    playground as playground,
-    sparsity as sparsity,
-    steering as steering,
-    style as style,
-    text_explorer as text_explorer,
-    training as training,
-)
+# Public names of this package: what a notebook or a user calls, imported on first use
+# (lazy_loader reads this stub); `name as name` marks each as re-exported for type checkers.
+# Modules not listed here stay importable by their full path (`from saelab.x.module import y`).
 from .ablation import (
     estimate_vs_ablation_figure as estimate_vs_ablation_figure,
     logit_effect_figure as logit_effect_figure,
@@ -35,8 +17,8 @@ from .autointerp import (
 )
 from .charts import grouped_bar as grouped_bar
 from .emergence import feature_stability_figure as feature_stability_figure
-from .explorer_data import ExplorerData as ExplorerData, SAEActivations as SAEActivations
-from .export import figures_to_svg as figures_to_svg, save_figure as save_figure
+from .explorer_data import ExplorerData as ExplorerData
+from .export import save_figure as save_figure
 from .feature_explorer import FeatureExplorer as FeatureExplorer
 from .feature_map import feature_map_figure as feature_map_figure
 from .features import (
@@ -47,11 +29,9 @@ from .features import (
     top_features_bar as top_features_bar,
 )
 from .highlight import (
-    HighlightedTexts as HighlightedTexts,
     TokenHighlight as TokenHighlight,
     highlight_feature as highlight_feature,
     highlight_texts as highlight_texts,
-    token_highlight_html as token_highlight_html,
 )
 from .layers import (
     coverage_by_layer as coverage_by_layer,
@@ -64,18 +44,8 @@ from .lineages import (
     lineage_sankey as lineage_sankey,
 )
 from .playground import SteeringPlayground as SteeringPlayground
-from .sparsity import (
-    dense_vs_sparse_figure as dense_vs_sparse_figure,
-    density_histogram as density_histogram,
-    density_histograms as density_histograms,
-)
+from .sparsity import dense_vs_sparse_figure as dense_vs_sparse_figure, density_histograms as density_histograms
 from .steering import steering_summary_figure as steering_summary_figure, steering_sweep_figure as steering_sweep_figure
-from .style import (
-    CATEGORY_COLORS as CATEGORY_COLORS,
-    category_color as category_color,
-    sae_colors as sae_colors,
-    value_label as value_label,
-    visible_token as visible_token,
-)
+from .style import visible_token as visible_token
 from .text_explorer import TextExplorer as TextExplorer
-from .training import pareto as pareto, pareto_front as pareto_front, training_curves as training_curves
+from .training import pareto as pareto, training_curves as training_curves

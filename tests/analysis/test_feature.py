@@ -9,6 +9,7 @@ import torch
 
 import saelab
 from saelab import analysis
+from saelab.analysis.feature import logit_lens, neuronpedia_link
 from tests.analysis._helpers import HOOK, TEXTS
 
 
@@ -25,7 +26,7 @@ def test_logit_lens_promotes_a_planted_token(model, make_sae):
     assert promoted.logit.is_monotonic_decreasing and len(promoted) == 5
     expected = (model.W_E[the] @ model.W_U).detach()
     assert promoted.logit.iloc[0] == pytest.approx(float(expected.max()), rel=1e-5)
-    suppressed = analysis.logit_lens(model, planted, 8, top=5).query("direction == 'suppressed'")
+    suppressed = logit_lens(model, planted, 8, top=5).query("direction == 'suppressed'")
     assert suppressed.token_id.iloc[0] == the and suppressed.logit.is_monotonic_increasing
 
 
@@ -46,7 +47,7 @@ def test_feature_summary_parts(model, sae):
     assert means.set_index("category").loc["prose", "mean"] == pytest.approx(col[[1, 4, 5]].mean(), rel=1e-6)
     assert means.set_index("category").loc["code", "frac_active"] == np.mean(col[[0, 2]] > 0)
     assert summary.logit_lens is None and summary.neuronpedia_url is None  # no model; no Neuronpedia id
-    assert analysis.neuronpedia_link(sae, f) is None
+    assert neuronpedia_link(sae, f) is None
     assert summary.explanation is None and summary.explanation_score is None
     only_pooled = analysis.feature_summary(sae, f, pooled=pooled, explanation="code <tokens>", explanation_score="0.4")
     assert only_pooled.explanation == "code <tokens>" and only_pooled.explanation_score == "0.4"  # passed through

@@ -9,6 +9,7 @@ import pytest
 
 from saelab import analysis
 from saelab.analysis import layers
+from saelab.analysis.layers import LayerComparison
 from tests.analysis._helpers import CONSTANT, N_CAT
 
 
@@ -38,7 +39,7 @@ def test_compare_layers(synthetic):
         analysis.compare_layers({"L6": noise}, labels[:2])
 
 
-def _comparison_for_trends() -> analysis.LayerComparison:
+def _comparison_for_trends() -> LayerComparison:
     # Given out of depth order on purpose: layer 28 first.
     names = ["blocks.28.hook_resid_pre", "blocks.15.hook_resid_pre", "blocks.20.hook_resid_pre"]
     summary = pd.DataFrame(
@@ -57,7 +58,7 @@ def _comparison_for_trends() -> analysis.LayerComparison:
         }
     )
     empty = pd.DataFrame()
-    return analysis.LayerComparison(summary, specialists, empty, pd.Series(dtype=int), empty, empty)
+    return LayerComparison(summary, specialists, empty, pd.Series(dtype=int), empty, empty)
 
 
 def test_layer_trends_orders_by_depth_and_names_the_direction():

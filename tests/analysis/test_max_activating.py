@@ -9,6 +9,7 @@ import torch
 
 import saelab
 from saelab import analysis
+from saelab.analysis.max_activating import rank_text_features
 from tests.analysis._helpers import TEXTS
 from tests.extract._helpers import hand_made_per_token
 
@@ -106,10 +107,10 @@ def test_text_max_and_rank_text_features_known_answers():
     per_token = hand_made_per_token()
     assert per_token.text_max(2).tolist() == [5.0, 1.0]
     assert per_token.text_max(1).tolist() == [0.0, 3.0]
-    ranked = analysis.rank_text_features(per_token, top=5)  # text 0: feature 2 (5.0), feature 0 (1.0)
+    ranked = rank_text_features(per_token, top=5)  # text 0: feature 2 (5.0), feature 0 (1.0)
     assert ranked["feature"].tolist() == [2, 0]
     assert ranked["rank"].tolist() == [1, 2]
     assert ranked["max_activation"].tolist() == [5.0, 1.0]
     assert ranked["mean_activation"].tolist() == [2.5, 0.5]
     assert ranked["n_tokens_active"].tolist() == [1, 1]
-    assert analysis.rank_text_features(per_token, top=1)["feature"].tolist() == [2]
+    assert rank_text_features(per_token, top=1)["feature"].tolist() == [2]

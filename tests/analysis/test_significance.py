@@ -11,8 +11,14 @@ import numpy as np
 import pytest
 from scipy.stats import false_discovery_control
 
-from saelab import analysis
-from saelab.analysis import stats
+from saelab.analysis import significance
+from saelab.analysis.significance import (
+    auroc_by_category,
+    benjamini_hochberg,
+    bootstrap_auroc_ci,
+    midranks,
+    permutation_pvalues,
+)
 from tests.analysis._helpers import brute_force_auroc
 
 
@@ -22,20 +28,20 @@ def test_auroc_matches_brute_force_with_many_ties():
     x = rng.choice([0.0, 0.0, 0.0, 1.0, 2.0], size=(23, 40))
     codes = rng.integers(0, 3, 23)
     codes[:3] = [0, 1, 2]
-    auroc = analysis.auroc_by_category(analysis.midranks(x), codes, 3)
+    auroc = auroc_by_category(midranks(x), codes, 3)
     for c in range(3):
         np.testing.assert_allclose(auroc[c], brute_force_auroc(x, codes == c), atol=1e-12)
 
 
 def test_auroc_extremes():
     x = np.array([[3.0, 0.0, 1.0], [2.0, 0.0, 1.0], [1.0, 5.0, 1.0], [0.0, 4.0, 1.0]])
-    auroc = analysis.auroc_by_category(analysis.midranks(x), np.array([0, 0, 1, 1]), 2)
+    auroc = auroc_by_category(midranks(x), np.array([0, 0, 1, 1]), 2)
     np.testing.assert_allclose(auroc, [[1.0, 0.0, 0.5], [0.0, 1.0, 0.5]])
 
 
 def exact_pvalue(x: np.ndarray, inside: np.ndarray) -> np.ndarray:
     """Share of all relabellings (same group size) whose in-group rank sum >= the observed."""
-    ranks = analysis.midranks(x)
+    ranks = midranks(x)
     observed = ranks[inside].sum(axis=0)
     n, n_in = len(x), int(inside.sum())
     sums = np.array([ranks[list(s)].sum(axis=0) for s in itertools.combinations(range(n), n_in)])
@@ -61,9 +67,7 @@ def test_permutation_pvalues_match_exact_enumeration():
     exact = exact_pvalue(x, codes == 0)
     assert exact[0] == pytest.approx(1 / 56) and exact[2] == 1.0
     # Without early stopping, (b + 1) / (P + 1) estimates the exact p-value.
-    result = analysis.permutation_pvalues(
-        analysis.midranks(x), codes, [0], n_permutations=20_000, stop_after=10**9, seed=1
-    )
+    result = permutation_pvalues(midranks(x), codes, [0], n_permutations=20_000, stop_after=10**9, seed=1)
     np.testing.assert_allclose(result.p_value[0], exact, atol=0.01)
     assert (result.n_run[0] == 20_000).all() and not result.stopped.any()
     assert (result.p_value[1] == 1.0).all()  # category not requested
@@ -76,7 +80,7 @@ def test_besag_clifford_stops_noise_early_and_runs_signal_to_the_end():
     x[:20, 0] = rng.uniform(1, 2, 20)  # fires only inside category 0
     x[:, 1] = rng.normal(size=40)  # noise
     # x[:, 2] constant
-    result = analysis.permutation_pvalues(analysis.midranks(x), codes, [0, 1], n_permutations=5000, seed=0)
+    result = permutation_pvalues(midranks(x), codes, [0, 1], n_permutations=5000, seed=0)
     # Perfect separation is never matched by chance (1 / C(40, 20)): full run, p = 1 / (P + 1).
     assert result.n_run[0, 0] == 5000 and result.p_value[0, 0] == pytest.approx(1 / 5001)
     # A constant feature ties the observed rank sum on every permutation: stops after exactly
@@ -99,7 +103,7 @@ def test_sequential_stopping_does_not_depend_on_block_boundaries():
         active = np.ones((1, 50), dtype=bool)
         for lo, hi in itertools.pairwise(splits):
             live = np.flatnonzero(active[0])
-            stats._advance(hits[lo:hi][:, live], 0, cols[live], n_exceed, n_run, active, 10)
+            significance._advance(hits[lo:hi][:, live], 0, cols[live], n_exceed, n_run, active, 10)
         return n_exceed, n_run, active
 
     one, many = run([0, 300]), run([0, 7, 8, 100, 299, 300])
@@ -115,10 +119,10 @@ def test_sequential_stopping_does_not_depend_on_block_boundaries():
 def test_permutation_pvalues_are_seeded():
     rng = np.random.default_rng(0)
     x, codes = rng.normal(size=(30, 20)), np.repeat(np.arange(3), 10)
-    ranks = analysis.midranks(x)
-    a = analysis.permutation_pvalues(ranks, codes, [0, 1, 2], n_permutations=2000, seed=5)
-    b = analysis.permutation_pvalues(ranks, codes, [0, 1, 2], n_permutations=2000, seed=5)
-    c = analysis.permutation_pvalues(ranks, codes, [0, 1, 2], n_permutations=2000, seed=6)
+    ranks = midranks(x)
+    a = permutation_pvalues(ranks, codes, [0, 1, 2], n_permutations=2000, seed=5)
+    b = permutation_pvalues(ranks, codes, [0, 1, 2], n_permutations=2000, seed=5)
+    c = permutation_pvalues(ranks, codes, [0, 1, 2], n_permutations=2000, seed=6)
     np.testing.assert_array_equal(a.p_value, b.p_value)
     assert not np.array_equal(a.p_value, c.p_value)
 
@@ -130,20 +134,20 @@ def test_permutation_pvalues_are_seeded():
 def test_benjamini_hochberg_hand_computed():
     # sorted: .005 .01 .03 .04 .5 ; m p / j = .025 .025 .05 .05 .5 ; running min from the end.
     p = np.array([0.01, 0.04, 0.03, 0.005, 0.5])
-    np.testing.assert_allclose(analysis.benjamini_hochberg(p), [0.025, 0.05, 0.05, 0.025, 0.5])
+    np.testing.assert_allclose(benjamini_hochberg(p), [0.025, 0.05, 0.05, 0.025, 0.5])
     # The step-up minimum: .04 at j=2 of 2 gives q = .04 for both.
-    np.testing.assert_allclose(analysis.benjamini_hochberg(np.array([0.04, 0.03])), [0.04, 0.04])
-    assert analysis.benjamini_hochberg(np.array([0.9, 0.8]))[0] == pytest.approx(0.9)
+    np.testing.assert_allclose(benjamini_hochberg(np.array([0.04, 0.03])), [0.04, 0.04])
+    assert benjamini_hochberg(np.array([0.9, 0.8]))[0] == pytest.approx(0.9)
 
 
 def test_benjamini_hochberg_rows_are_separate_families_and_match_scipy():
     rng = np.random.default_rng(0)
     p = rng.uniform(size=(4, 200)) ** 3
-    q = analysis.benjamini_hochberg(p)
+    q = benjamini_hochberg(p)
     for row in range(4):
         np.testing.assert_allclose(q[row], false_discovery_control(p[row], method="bh"), rtol=1e-12)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        analysis.benjamini_hochberg(np.array([0.1, 1.5]))
+        benjamini_hochberg(np.array([0.1, 1.5]))
 
 
 # ---------------------------------------------------------------------------------------
@@ -155,7 +159,7 @@ def test_bootstrap_matches_a_plain_loop_over_replicates():
     inside, outside = rng.normal(1, 1, (12, 3)), rng.normal(0, 1, (30, 3))
     inside[:4] = 0.0
     outside[:10] = 0.0  # ties across groups
-    ci = analysis.bootstrap_auroc_ci(inside, outside, n_bootstrap=300, rng=np.random.default_rng(7))
+    ci = bootstrap_auroc_ci(inside, outside, n_bootstrap=300, rng=np.random.default_rng(7))
     draw = np.random.default_rng(7)
     idx_in, idx_out = draw.integers(0, 12, (300, 12)), draw.integers(0, 30, (300, 30))
     reps = []
@@ -171,5 +175,5 @@ def test_bootstrap_matches_a_plain_loop_over_replicates():
 
 def test_bootstrap_perfect_separation_is_stratified():
     # Stratified resampling keeps both groups non-empty, so perfect separation stays 1.
-    ci = analysis.bootstrap_auroc_ci(np.full((3, 1), 2.0), np.zeros((40, 1)), n_bootstrap=200)
+    ci = bootstrap_auroc_ci(np.full((3, 1), 2.0), np.zeros((40, 1)), n_bootstrap=200)
     assert ci.low[0] == ci.high[0] == 1.0

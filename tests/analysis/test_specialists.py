@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 
 from saelab import analysis
+from saelab.analysis.significance import benjamini_hochberg, midranks, permutation_pvalues
+from saelab.analysis.specialists import specialist_matrix
 from tests.analysis._helpers import CONSTANT, D_SAE, N_CAT, PLANTED, brute_force_auroc
 
 
@@ -46,10 +48,10 @@ def test_noise_is_not_flagged(synthetic):
     flagged = table[table.is_specialist]
     assert set(flagged.feature) <= planted
     # Over all noise features and categories: p-values roughly uniform, BH flags ~none.
-    p = analysis.permutation_pvalues(analysis.midranks(x), codes, range(N_CAT), n_permutations=5000, seed=1).p_value
+    p = permutation_pvalues(midranks(x), codes, range(N_CAT), n_permutations=5000, seed=1).p_value
     noise = np.setdiff1d(np.arange(D_SAE - 1), list(planted))
     assert (p[:, noise] < 0.05).mean() < 0.08
-    assert (analysis.benjamini_hochberg(p)[:, noise] < 0.05).mean() < 0.005
+    assert (benjamini_hochberg(p)[:, noise] < 0.05).mean() < 0.005
 
 
 def test_constant_feature_has_auroc_half_and_p_one(synthetic):
@@ -100,9 +102,9 @@ def test_specialist_matrix():
             "q_value": [0.01, 0.2, 0.5, 0.03],
         }
     )
-    best = analysis.specialist_matrix(table)
+    best = specialist_matrix(table)
     assert best.index.tolist() == ["b", "a"] and best.index.name == "category"
     assert best.strong_in_minus_out.tolist() == [5, 1] and best.feature.tolist() == [8, 3]
-    assert analysis.specialist_matrix(table, "q_value").q_value.tolist() == [0.01, 0.03]
+    assert specialist_matrix(table, "q_value").q_value.tolist() == [0.01, 0.03]
     with pytest.raises(ValueError, match="auroc"):
-        analysis.specialist_matrix(table, "auroc")
+        specialist_matrix(table, "auroc")

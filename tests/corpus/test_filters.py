@@ -3,7 +3,8 @@ and chunking respects the limit, cutting code at top-level blocks."""
 
 from __future__ import annotations
 
-from saelab.corpus import CorpusConfig, DocumentFilter, chunk_text, junk_reason
+from saelab.corpus import CorpusConfig
+from saelab.corpus.filters import DocumentFilter, chunk_text, junk_reason
 
 
 def test_junk_filter_catches_binary_minified_tables_and_licences():

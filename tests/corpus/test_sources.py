@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from saelab.corpus import CorpusConfig, build_mix, fortune_language, iter_documents, sample_model_texts
-from saelab.corpus.sources.fortunes import split_fortunes
+from saelab.corpus import CorpusConfig, build_mix, iter_documents
+from saelab.corpus.sources.fortunes import fortune_language, split_fortunes
+from saelab.corpus.sources.model_samples import sample_model_texts
 
 
 def test_fortune_files_are_parsed_and_languages_told_apart():

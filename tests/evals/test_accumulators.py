@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from saelab import evals
-from saelab.evals import ReconstructionStats
+from saelab.evals.accumulators import ReconstructionStats
 
 
 def test_streaming_stats_equal_one_shot_whatever_the_batching():

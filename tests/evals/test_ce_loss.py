@@ -12,7 +12,8 @@ from sae_lens.evals import get_downstream_reconstruction_metrics
 from sae_lens.training.activation_scaler import ActivationScaler
 
 from saelab import evals
-from saelab.evals import splice
+from saelab.evals import ce_loss
+from saelab.evals.ce_loss import ce_loss_metrics
 from tests.evals._helpers import HOOK, StubStore, identity_sae
 
 
@@ -20,8 +21,8 @@ from tests.evals._helpers import HOOK, StubStore, identity_sae
 def ce_with_bos(model, sae, tokens):
     """Through the plain path (three full forward passes), not the resume-from-the-hook one."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(splice, "resume_layer_for_hook", lambda hook: None)
-        return evals.ce_loss_metrics(model, sae, tokens, exclude_bos=False)
+        patch.setattr(ce_loss, "resume_layer_for_hook", lambda hook: None)
+        return ce_loss_metrics(model, sae, tokens, exclude_bos=False)
 
 
 def test_perfect_sae_recovers_everything(model, tokens):
@@ -30,7 +31,7 @@ def test_perfect_sae_recovers_everything(model, tokens):
     # twice and the spliced loss would move off the clean one).
     hook = "blocks.1.hook_resid_post"
     perfect = identity_sae(model.cfg.d_model, hook)
-    ce = evals.ce_loss_metrics(model, perfect, tokens, exclude_bos=False)
+    ce = ce_loss_metrics(model, perfect, tokens, exclude_bos=False)
     assert ce.ce_loss_spliced == pytest.approx(ce.ce_loss_clean, abs=1e-4)
     assert ce.ce_loss_recovered == pytest.approx(1.0, abs=1e-4)
     assert ce.kl_div == pytest.approx(0.0, abs=1e-5)
@@ -54,7 +55,7 @@ def test_bos_is_never_spliced_measured_or_counted(model, tokens, result, ce_with
         return out
 
     bad_at_bos.decode = decode
-    excluded = evals.ce_loss_metrics(model, bad_at_bos, tokens, ablate_bos=False)
+    excluded = ce_loss_metrics(model, bad_at_bos, tokens, ablate_bos=False)
     assert excluded.ce_loss_recovered == pytest.approx(1.0, abs=1e-4)
     assert excluded.kl_div == pytest.approx(0.0, abs=1e-5)
     assert excluded.ce_loss_clean == pytest.approx(result.ce_loss_clean)  # same counted predictions
@@ -106,9 +107,9 @@ def test_all_ce_metrics_agree_with_saelens_when_nothing_is_excluded(model, sae, 
 
 def test_bad_inputs_explain(model, sae, tokens):
     with pytest.raises(ValueError, match=r"\[batch, pos\]"):
-        evals.ce_loss_metrics(model, sae, tokens[0])
+        ce_loss_metrics(model, sae, tokens[0])
     with pytest.raises(TypeError, match="integer token ids"):
-        evals.ce_loss_metrics(model, sae, tokens.float())
+        ce_loss_metrics(model, sae, tokens.float())
     with pytest.raises(TypeError, match="attention_mask"):
         evals.evaluate_sae(model, sae, [[tokens]], progress=False)
     with pytest.raises(ValueError, match="empty"):

@@ -13,6 +13,7 @@ from sae_lens.evals import get_sparsity_and_variance_metrics
 from sae_lens.training.activation_scaler import ActivationScaler
 
 from saelab import evals
+from saelab.evals.ce_loss import MissingBOSWarning
 from tests.evals._helpers import HOOK, N_POS, StubStore, identity_sae
 
 
@@ -91,7 +92,7 @@ def test_max_batches_takes_exactly_that_many_and_missing_bos_warns(model, sae, t
             taken.append(i)
             yield tokens[:, 1:]  # BOS dropped: the harness says so
 
-    with pytest.warns(evals.MissingBOSWarning, match="do not start with BOS"):
+    with pytest.warns(MissingBOSWarning, match="do not start with BOS"):
         res = evals.evaluate_sae(model, sae, stream(), max_batches=1, compute_ce=False, progress=False)
     assert taken == [0]
     assert res.n_tokens == 2 * (N_POS - 2)

@@ -9,6 +9,7 @@ import torch
 from sae_lens.evals import ExplainedVarianceCalculator
 
 from saelab import evals
+from saelab.evals.metrics import fvu
 
 
 def test_explained_variance_hand_computed():
@@ -18,7 +19,7 @@ def test_explained_variance_hand_computed():
     assert evals.explained_variance(x, x.mean(0).expand_as(x)) == pytest.approx(0.0, abs=1e-12)
     x_hat = torch.tensor([[1.0, 1.0], [2.0, 1.0]])
     assert evals.explained_variance(x, x_hat) == pytest.approx(0.5)
-    assert evals.fvu(x, x_hat) == pytest.approx(0.5)
+    assert fvu(x, x_hat) == pytest.approx(0.5)
     # Pooled, not a mean of per-token ratios: 1 - 1/8 over three tokens.
     x3 = torch.tensor([[0.0], [2.0], [4.0]])
     assert evals.explained_variance(x3, torch.tensor([[1.0], [2.0], [4.0]])) == pytest.approx(0.875)

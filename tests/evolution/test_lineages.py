@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from saelab.evolution import Lineages, specialist_lineages, trace_lineages
+from saelab.evolution import specialist_lineages, trace_lineages
 from saelab.evolution.events import EVENTS, count_events, links_between
-from saelab.evolution.lineages import LineageConfig
+from saelab.evolution.lineages import LineageConfig, Lineages
 from saelab.evolution.matching import Similarities, match_features, matches_from, similarities
 from tests.evolution._lineage_helpers import (
     HOOKS,

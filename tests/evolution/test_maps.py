@@ -14,6 +14,8 @@ from sklearn.metrics import adjusted_rand_score
 
 from saelab import analysis, evolution
 from saelab.evolution import clusters, maps
+from saelab.evolution.clusters import cluster_directions
+from saelab.evolution.similarity import decoder_directions
 from saelab.extract import PerTokenFeatures
 
 
@@ -95,7 +97,7 @@ def test_features_maps_a_subset_and_keeps_the_sae_ids(three_groups):
     chosen = [7, 3, 50, 11, 90]
     fmap = evolution.feature_map(dirs, evolution.MapConfig(method="pca"), features=chosen, use_cache=False)
     assert fmap.points["feature"].tolist() == chosen
-    direct = maps.pca_layout(evolution.decoder_directions(dirs)[chosen])
+    direct = maps.pca_layout(decoder_directions(dirs)[chosen])
     np.testing.assert_allclose(fmap.points[["x", "y"]].to_numpy(), direct, rtol=1e-5)
 
 
@@ -133,7 +135,7 @@ def test_without_umap_learn_the_map_falls_back_to_pca(monkeypatch, tmp_path, cap
         fmap = evolution.feature_map(dirs)
     assert fmap.method == "pca" and fmap.config.method == "umap"
     assert "falls back to PCA" in caplog.text
-    np.testing.assert_allclose(fmap.points[["x", "y"]].to_numpy(), maps.pca_layout(evolution.decoder_directions(dirs)))
+    np.testing.assert_allclose(fmap.points[["x", "y"]].to_numpy(), maps.pca_layout(decoder_directions(dirs)))
     # A fallback is never cached as if it were the UMAP map.
     assert not evolution.feature_map(dirs).from_cache
 
@@ -173,9 +175,9 @@ def test_bad_input_is_refused_clearly(directions, kwargs, message):
 @pytest.mark.parametrize("method", ["kmeans", "agglomerative"])
 def test_clustering_recovers_planted_groups(method):
     dirs, group = planted(5, noise=0.6, seed=1)
-    labels = evolution.cluster_directions(dirs, 5, method=method, seed=0)
+    labels = cluster_directions(dirs, 5, method=method, seed=0)
     assert adjusted_rand_score(group, labels) >= 0.9
-    np.testing.assert_array_equal(labels, evolution.cluster_directions(dirs, 5, method=method, seed=0))
+    np.testing.assert_array_equal(labels, cluster_directions(dirs, 5, method=method, seed=0))
     # Canonical ids: 0 is the largest cluster.
     sizes = np.bincount(labels)
     assert (np.diff(sizes) <= 0).all()
@@ -197,7 +199,7 @@ def test_canonical_labels_order_by_size_then_first_member():
 def test_cluster_directions_refuses_bad_input(kwargs, message):
     dirs, _ = planted(3)
     with pytest.raises(ValueError, match=message):
-        evolution.cluster_directions(dirs, **kwargs)
+        cluster_directions(dirs, **kwargs)
 
 
 def per_token_with_repeats() -> PerTokenFeatures:

@@ -8,14 +8,10 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from saelab.evolution import (
-    CorrelationAccumulator,
-    best_of,
-    decoder_similarity,
-    match_features,
-    per_token_pairs,
-)
+from saelab.evolution import match_features, per_token_pairs
+from saelab.evolution.matching import best_of
 from saelab.evolution.nulls import covariance_matched_directions
+from saelab.evolution.similarity import CorrelationAccumulator, decoder_similarity
 
 D_IN, N_FEATURES, N_SHARED = 64, 300, 200
 

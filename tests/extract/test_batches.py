@@ -3,7 +3,8 @@ a memory budget splits them."""
 
 import pytest
 
-from saelab.extract import Tokenized, iter_batches
+from saelab.extract.batches import iter_batches
+from saelab.extract.tokens import Tokenized
 
 
 @pytest.mark.parametrize("side", ["left", "right"])

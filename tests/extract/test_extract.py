@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import saelab
-from saelab.extract import extract_features_multi, extract_per_token_multi, pool
+from saelab.extract import extract_features_multi, extract_per_token_multi
+from saelab.extract.extract import pool
 from tests.extract._helpers import LONG_TEXTS, MULTI_TEXTS, TEXTS
 
 

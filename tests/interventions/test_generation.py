@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from saelab.interventions import FeatureStats
+from saelab.interventions.feature_scale import FeatureStats
 from saelab.interventions.generation import generate, prompt_ids, rowwise_edit, sample_rows
 from saelab.interventions.splice import spliced
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from saelab import profiles
-from saelab.interventions import add_to_features, set_features, splice_delta, spliced
+from saelab.interventions import add_to_features, set_features, spliced
+from saelab.interventions.splice import splice_delta
 
 HOOK = "blocks.3.hook_resid_pre"
 TOKENS = torch.tensor([[1, 504, 3250, 314, 253, 1345, 28, 22], [1, 2683, 11, 1127, 2, 17, 3389, 7]])

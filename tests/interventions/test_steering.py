@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
-from saelab.interventions import FeatureStats, raw_strengths, steer
+from saelab.interventions import steer
+from saelab.interventions.feature_scale import FeatureStats
+from saelab.interventions.steering import raw_strengths
 
 HOOK = "blocks.3.hook_resid_pre"
 TOKENS = torch.tensor([[1, 504, 3250, 314, 253, 1345]])

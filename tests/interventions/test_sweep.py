@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from saelab.interventions import FeatureStats
+from saelab.interventions.feature_scale import FeatureStats
 from saelab.interventions.probe import ConceptProbe
 from saelab.interventions.sweep import SweepConfig, steering_sweep, steering_table
 from tests.interventions._helpers import LABELS, TEXTS

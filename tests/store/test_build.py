@@ -10,9 +10,11 @@ import pytest
 import torch
 
 import saelab.store.shards as shards_mod
-from saelab.corpus import DEFAULT_FRACTIONS, CorpusConfig
+from saelab.corpus import CorpusConfig
+from saelab.corpus.config import DEFAULT_FRACTIONS
 from saelab.extract import hook_activations
-from saelab.store import ActivationStore, StoreConfig, build_store, store_path
+from saelab.store import ActivationStore, StoreConfig, build_store
+from saelab.store.build import store_path
 from tests.store._helpers import HOOKS, tiny_cfg
 
 

@@ -30,7 +30,8 @@ import torch
 
 import saelab.store.shards as shards_mod
 from saelab.distributed import join, leave
-from saelab.store import ActivationStore, build_store, store_path
+from saelab.store import ActivationStore, build_store
+from saelab.store.build import store_path
 from tests._ranks import Job, free_port, launch
 from tests.store._helpers import HOOKS, tiny_cfg
 

@@ -9,7 +9,8 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from saelab._util.keys import model_identity, texts_digest
 from saelab.extract.cache import _entry_name
-from saelab.store import StoreConfig, store_key
+from saelab.store import StoreConfig
+from saelab.store.build import store_key
 
 
 def tiny_model() -> HookedTransformer:

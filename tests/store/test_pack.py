@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from saelab.extract.tokens import encode_texts as encode
-from saelab.store import keep_mask, tokenize_corpus
+from saelab.store.pack import keep_mask, tokenize_corpus
 
 
 def test_tokenize_corpus_packs_documents_with_bos_and_separators(model):

@@ -8,7 +8,8 @@ import json
 import pytest
 import torch
 
-from saelab.store import STORE_VERSION, ActivationStore
+from saelab.store import ActivationStore
+from saelab.store.config import STORE_VERSION
 from tests.store._helpers import HOOKS, epoch, row_set
 
 

@@ -9,8 +9,9 @@ from typing import Any, Literal, TypeVar
 import torch
 from torch import Tensor
 
-from saelab.train import TrainableSAE, TrainConfig, TrainStepOutput, config_for, make_optimizer, make_sae
-from saelab.train.optim import make_scheduler, train_step
+from saelab.train import TrainConfig, config_for, make_sae
+from saelab.train.base import TrainableSAE, TrainStepOutput
+from saelab.train.optim import make_optimizer, make_scheduler, train_step
 
 S = TypeVar("S", bound=TrainableSAE[Any])
 StepResult = tuple[TrainStepOutput, dict[str, Tensor], Tensor]

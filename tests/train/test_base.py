@@ -6,7 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from saelab.train import TrainableBatchTopKSAE, TrainableJumpReLUSAE, geometric_median, make_sae
+from saelab.train import make_sae
+from saelab.train.base import geometric_median
+from saelab.train.batchtopk import TrainableBatchTopKSAE
+from saelab.train.jumprelu import TrainableJumpReLUSAE
 
 from ._helpers import ARCHITECTURES, narrow, randomised, tiny
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from saelab.train import TrainableBatchTopKSAE, TrainConfig, make_sae
+from saelab.train import TrainConfig, make_sae
+from saelab.train.batchtopk import TrainableBatchTopKSAE
 
 from ._helpers import (
     DEVICES,

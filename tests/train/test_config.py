@@ -8,15 +8,8 @@ import json
 
 import pytest
 
-from saelab.train import (
-    BatchTopKConfig,
-    JumpReLUConfig,
-    ReLUConfig,
-    TopKConfig,
-    TrainConfig,
-    architecture_names,
-    config_for,
-)
+from saelab.train import BatchTopKConfig, JumpReLUConfig, ReLUConfig, TopKConfig, TrainConfig, config_for
+from saelab.train.registry import architecture_names
 
 
 def test_json_round_trip_keeps_the_architecture():

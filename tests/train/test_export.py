@@ -10,16 +10,10 @@ import torch
 from sae_lens import SAE, JumpReLUSAE, StandardSAE, TopKSAE
 from safetensors import safe_open
 
-from saelab.train import (
-    TrainableBatchTopKSAE,
-    TrainableSAE,
-    TrainConfig,
-    config_for,
-    export as export_mod,
-    make_sae,
-    save_sae,
-    to_sae_lens,
-)
+from saelab.train import TrainConfig, config_for, export as export_mod, make_sae, save_sae
+from saelab.train.base import TrainableSAE
+from saelab.train.batchtopk import TrainableBatchTopKSAE
+from saelab.train.export import to_sae_lens
 
 
 @pytest.fixture(autouse=True)

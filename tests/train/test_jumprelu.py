@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from saelab.train import TrainableJumpReLUSAE, make_sae
+from saelab.train import make_sae
+from saelab.train.jumprelu import TrainableJumpReLUSAE
 
 from ._helpers import narrow, randomised, set_weights, tiny
 

@@ -6,19 +6,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from saelab.train.kernels import (
-    ActivePairs,
-    batch_top_indices,
-    batch_top_indices_reference,
+from saelab.train.kernels.dense import dense_relu_encode, dense_relu_encode_reference
+from saelab.train.kernels.pairs import ActivePairs
+from saelab.train.kernels.select import batch_top_indices, batch_top_indices_reference
+from saelab.train.kernels.sparse import (
     decode_pairs,
     decode_pairs_reference,
-    dense_relu_encode,
-    dense_relu_encode_reference,
-    rectangle,
     selected_pre_acts,
     selected_pre_acts_reference,
     sparse_decode,
 )
+from saelab.train.kernels.ste import rectangle
 
 from ._helpers import DEVICES
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from saelab.train import lr_lambda, make_optimizer, make_sae, train_step
-from saelab.train.optim import make_scheduler
+from saelab.train import make_sae
+from saelab.train.optim import lr_lambda, make_optimizer, make_scheduler, train_step
 
 from ._helpers import ARCHITECTURES, LEARNS, sparse_data, tiny, train_steps
 

@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from saelab.train import TrainableSAE, TrainConfig, architecture_names, get_architecture, make_sae
-from saelab.train.registry import ARCHITECTURES
+from saelab.train import TrainConfig, make_sae
+from saelab.train.base import TrainableSAE
+from saelab.train.registry import ARCHITECTURES, architecture_names, get_architecture
 
 from ._helpers import tiny
 

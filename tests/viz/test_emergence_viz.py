@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from saelab import viz
-from saelab.evolution import Emergence, SpecialistEmergence
+from saelab.evolution.emergence import Emergence, SpecialistEmergence
 
 STEPS = [0, 10, 20]
 

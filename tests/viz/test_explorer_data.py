@@ -8,6 +8,7 @@ import torch
 
 from saelab import viz
 from saelab.extract import cache
+from saelab.viz.explorer_data import SAEActivations
 from tests.viz._helpers import LABELS, TEXTS
 
 
@@ -44,6 +45,6 @@ def test_explorer_data_rejects_inconsistent_parts(model, saes, data):
     with pytest.raises(ValueError, match="one entry per text"):
         viz.ExplorerData.build(model, saes, TEXTS, LABELS[:-1], use_cache=False)
     entry = data.saes["L2"]
-    short = viz.SAEActivations(sae=entry.sae, pooled=entry.pooled[:3], per_token=entry.per_token)
+    short = SAEActivations(sae=entry.sae, pooled=entry.pooled[:3], per_token=entry.per_token)
     with pytest.raises(ValueError, match="pooled has shape \\(3, 32\\)"):
         viz.ExplorerData(texts=TEXTS, labels=LABELS, saes={"L2": short})

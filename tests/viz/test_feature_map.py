@@ -11,6 +11,7 @@ import pytest
 from saelab import viz
 from saelab._util import browser
 from saelab.viz import feature_map as fm
+from saelab.viz.style import CATEGORY_COLORS
 
 
 def points(n: int = 12) -> pd.DataFrame:
@@ -36,7 +37,7 @@ def test_colour_by_category_draws_the_background_first_and_keeps_category_colour
     assert [t.name for t in fig.data] == ["none", "python", "math"]
     none, python, math = fig.data
     assert none.marker.color == fm.BACKGROUND_COLOR
-    assert python.marker.color == viz.CATEGORY_COLORS["python"] and math.marker.color == viz.CATEGORY_COLORS["math"]
+    assert python.marker.color == CATEGORY_COLORS["python"] and math.marker.color == CATEGORY_COLORS["math"]
     assert list(python.customdata) == frame.loc[frame["category"] == "python", "feature"].tolist()
     assert sum(len(t.x) for t in fig.data) == len(frame)
     assert all(isinstance(t, go.Scatter) for t in fig.data)  # few points: SVG markers

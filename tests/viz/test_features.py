@@ -13,6 +13,7 @@ import torch
 
 from saelab import viz
 from saelab.viz import style
+from saelab.viz.style import CATEGORY_COLORS
 
 
 def test_feature_heatmap_keeps_values_rows_and_category_strip():
@@ -31,7 +32,7 @@ def test_feature_heatmap_keeps_values_rows_and_category_strip():
     for row, category in enumerate(["python", "math", "python"]):
         v = strip.z[row][0] / k
         band = [c for (lo, c), (hi, _) in zip(scale[::2], scale[1::2], strict=True) if lo <= v <= hi]
-        assert band == [viz.CATEGORY_COLORS[category]]
+        assert band == [CATEGORY_COLORS[category]]
 
 
 def test_feature_heatmap_without_categories_and_numpy_input():
@@ -112,7 +113,7 @@ def test_category_bar_uses_the_shared_palette_and_highlights():
     )
     fig = viz.category_bar(means, highlight="math")
     (bar,) = fig.data
-    assert list(bar.marker.color) == [viz.CATEGORY_COLORS[c] for c in ["python", "math", "social"]]
+    assert list(bar.marker.color) == [CATEGORY_COLORS[c] for c in ["python", "math", "social"]]
     assert list(bar.marker.line.width) == [0, 3, 0]
     assert list(bar.customdata) == [0.2, 0.9, 0.0]
     with pytest.raises(ValueError, match="highlight='urls'"):

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from saelab import viz
-from saelab.viz import CATEGORY_COLORS, highlight
+from saelab.viz import highlight
+from saelab.viz.highlight import token_highlight_html
+from saelab.viz.style import CATEGORY_COLORS
 from tests.extract._helpers import hand_made_per_token
 from tests.viz._helpers import alpha, parse
 
@@ -60,7 +62,7 @@ def test_standalone_document_and_save(tmp_path):
     path = th.save(tmp_path / "sub" / "th.html")
     assert path.read_text(encoding="utf-8") == doc
     assert th._repr_html_().startswith("<style>") and th.fragment() in th._repr_html_()
-    assert viz.token_highlight_html(["a"], [1.0], title="Feature <3>") == th._repr_html_()
+    assert token_highlight_html(["a"], [1.0], title="Feature <3>") == th._repr_html_()
 
 
 @pytest.mark.parametrize(

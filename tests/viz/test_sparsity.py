@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from saelab import viz
+from saelab.viz.sparsity import density_histogram
 
 
 def test_density_histogram_from_counts_and_edges():
-    fig = viz.density_histogram((np.array([3, 0, 1]), np.array([0.0, 1.0, 2.0, 4.0])))
+    fig = density_histogram((np.array([3, 0, 1]), np.array([0.0, 1.0, 2.0, 4.0])))
     (bar,) = fig.data
     np.testing.assert_allclose(bar.x, [0.5, 1.5, 3.0])
     np.testing.assert_allclose(bar.width, [1.0, 1.0, 2.0])
@@ -25,7 +26,7 @@ def test_density_histogram_from_evals_notes_dead_features():
 
     density = torch.tensor([0.0, 0.0, 1e-3, 1e-2, 0.5])
     hist = evals_hist(density, bins=3)
-    fig = viz.density_histogram(hist)
+    fig = density_histogram(hist)
     (bar,) = fig.data
     assert sum(bar.y) == 3  # live features only
     assert "log10" in fig.layout.xaxis.title.text
@@ -34,9 +35,9 @@ def test_density_histogram_from_evals_notes_dead_features():
 
 def test_density_histogram_rejects_mismatched_edges():
     with pytest.raises(ValueError, match="len\\(edges\\) == len\\(counts\\) \\+ 1"):
-        viz.density_histogram(([1, 2], [0.0, 1.0]))
+        density_histogram(([1, 2], [0.0, 1.0]))
     with pytest.raises(ValueError, match="DensityHistogram or a \\(counts, edges\\)"):
-        viz.density_histogram(5)
+        density_histogram(5)
 
 
 def test_density_histograms_overlay_one_line_per_sae():

@@ -7,22 +7,23 @@ import pytest
 
 from saelab import viz
 from saelab.data import CATEGORIES
+from saelab.viz.style import CATEGORY_COLORS, category_color, sae_colors
 from tests.viz._helpers import SAES
 
 
 def test_every_dataset_category_has_its_own_colour():
-    assert set(viz.CATEGORY_COLORS) == set(CATEGORIES)
-    assert len(set(viz.CATEGORY_COLORS.values())) == len(CATEGORIES)
-    assert viz.category_color("math") == viz.CATEGORY_COLORS["math"]
+    assert set(CATEGORY_COLORS) == set(CATEGORIES)
+    assert len(set(CATEGORY_COLORS.values())) == len(CATEGORIES)
+    assert category_color("math") == CATEGORY_COLORS["math"]
     # An unknown category gets a colour, the same one every time.
-    assert viz.category_color("legal") == viz.category_color("legal")
+    assert category_color("legal") == category_color("legal")
 
 
 def test_sae_colours_follow_the_given_order():
-    colors = viz.sae_colors(SAES)
+    colors = sae_colors(SAES)
     assert list(colors) == SAES
     assert len(set(colors.values())) == 4
-    assert viz.sae_colors([]) == {}
+    assert sae_colors([]) == {}
 
 
 @pytest.mark.parametrize(

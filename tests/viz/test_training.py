@@ -8,13 +8,14 @@ import pandas as pd
 import pytest
 
 from saelab import viz
+from saelab.viz.training import pareto_front
 
 
 def test_pareto_front_known_answer():
     l0 = np.array([10.0, 20.0, 15.0, 30.0, 20.0])
     ev = np.array([0.6, 0.8, 0.5, 0.79, 0.9])
     # 2 (l0 15, ev .5) is beaten by 0; 1 and 3 are beaten by 4 (l0 20, ev .9).
-    assert viz.pareto_front(l0, ev).tolist() == [0, 4]
+    assert pareto_front(l0, ev).tolist() == [0, 4]
 
 
 def test_pareto_figure_one_trace_per_sae_plus_frontier():

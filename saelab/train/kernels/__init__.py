@@ -7,9 +7,6 @@
 * ``ste``: JumpReLU's straight-through estimators (``jumprelu``, ``step``).
 * ``dense``: mixed-dtype matmuls, firing counts, ReLU's dense fast step.
 
-Names are imported on first use (see ``__init__.pyi``).
+They serve the architectures in ``saelab.train`` and export nothing of their own: import
+each from its module (``from saelab.train.kernels.sparse import decode_pairs``).
 """
-
-import lazy_loader as _lazy
-
-__getattr__, __dir__, __all__ = _lazy.attach_stub(__name__, __file__)

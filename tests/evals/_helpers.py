@@ -1,4 +1,4 @@
-"""What several evals test files share: the real-model setup (hook, texts, length), an SAE
+"""What several evals test files share: the model setup (hook, texts, length), an SAE
 that reconstructs exactly, and a stub activation store for SAELens's eval functions.
 
 The stub store only answers ``get_batch_tokens``, which is all SAELens's eval helpers ask of

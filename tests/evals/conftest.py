@@ -1,4 +1,4 @@
-"""Fixtures shared by the evals tests on the real model: a few tokens, a random SAE, and its
+"""Fixtures shared by the evals tests on the tiny model: a few tokens, a random SAE, and its
 evaluation. Session-scoped: the splice and harness tests read the same numbers and none
 changes them."""
 
@@ -11,18 +11,18 @@ from tests.evals._helpers import HOOK, N_POS, TEXTS
 
 
 @pytest.fixture(scope="session")
-def tokens(model):
-    toks = model.to_tokens(TEXTS)[:, :N_POS]
-    assert (toks[:, 0] == model.tokenizer.bos_token_id).all()
-    assert (toks[:, 1:] != model.tokenizer.bos_token_id).all()
+def tokens(tiny_model):
+    toks = tiny_model.to_tokens(TEXTS)[:, :N_POS]
+    assert (toks[:, 0] == tiny_model.tokenizer.bos_token_id).all()
+    assert (toks[:, 1:] != tiny_model.tokenizer.bos_token_id).all()
     return toks
 
 
 @pytest.fixture(scope="session")
-def sae(model, make_sae):
-    return make_sae(model.cfg.d_model, 64, HOOK, seed=2, input_norm=30.0)
+def sae(tiny_model, make_sae):
+    return make_sae(tiny_model.cfg.d_model, 64, HOOK, seed=2, input_norm=30.0)
 
 
 @pytest.fixture(scope="session")
-def result(model, sae, tokens):
-    return evals.evaluate_sae(model, sae, [tokens], progress=False)
+def result(tiny_model, sae, tokens):
+    return evals.evaluate_sae(tiny_model, sae, [tokens], progress=False)

@@ -1,7 +1,7 @@
-"""saelab.evals.harness: evaluate_sae on the real model. A random SAE loses loss, padding,
-streaming, chunking and either activation path give the same numbers, results compare side
-by side, and l0, mse, explained_variance and feature_density agree with SAELens's
-``get_sparsity_and_variance_metrics`` on a stub store."""
+"""saelab.evals.harness: evaluate_sae. A random SAE loses loss on the real model; on the tiny
+one, padding, streaming, chunking and either activation path give the same numbers, results
+compare side by side, and l0, mse, explained_variance and feature_density agree with
+SAELens's ``get_sparsity_and_variance_metrics`` on a stub store."""
 
 from __future__ import annotations
 
@@ -14,28 +14,37 @@ from sae_lens.training.activation_scaler import ActivationScaler
 
 from saelab import evals
 from saelab.evals.ce_loss import MissingBOSWarning
-from tests.evals._helpers import HOOK, N_POS, StubStore, identity_sae
+from tests.evals._helpers import HOOK, N_POS, TEXTS, StubStore, identity_sae
 
 
-def test_random_sae_loses_loss_and_zeroing_gives_uniform_logits(model, result):
+def test_random_sae_loses_loss_on_the_real_model(model, make_sae):
+    """A trained model has loss to lose (a random one predicts no better than the zero ablation)."""
+    tokens = model.to_tokens(TEXTS)[:, :N_POS]
+    result = evals.evaluate_sae(model, make_sae(model.cfg.d_model, 64, HOOK, seed=2, input_norm=30.0), [tokens],
+                                progress=False)  # fmt: skip
     assert result.l0 > 1  # the SAE is doing something
     assert result.ce_loss_clean < result.ce_loss_spliced
     assert result.ce_loss_clean < result.ce_loss_zero
     assert result.kl_div > 0
     assert result.ce_loss_recovered < 1
-    # Zeroing every position (BOS too, the default) of a bias-free model's resid_pre leaves it
+
+
+def test_counts_and_zeroing_gives_uniform_logits(tiny_model, result):
+    assert result.l0 > 1  # the SAE is doing something
+    assert result.kl_div > 0
+    # Zeroing every position (BOS too, the default) of a bias-free tiny_model's resid_pre leaves it
     # nothing to go on: uniform logits, CE = ln(d_vocab).
-    assert result.ce_loss_zero == pytest.approx(math.log(model.cfg.d_vocab), abs=1e-4)
+    assert result.ce_loss_zero == pytest.approx(math.log(tiny_model.cfg.d_vocab), abs=1e-4)
     assert result.n_tokens == 2 * (N_POS - 1)  # BOS left out
     assert result.n_predictions == 2 * (N_POS - 2)  # no prediction from BOS, none past the end
     assert result.density.shape == (64,)
     assert result.dead_fraction == pytest.approx(float((result.density == 0).float().mean()))
 
 
-def test_both_activation_paths_and_any_batching_agree(model, sae, tokens, result):
+def test_both_activation_paths_and_any_batching_agree(tiny_model, sae, tokens, result):
     # Reconstruction metrics read in the spliced pass (result) or in a pass that stops at the
     # hook, over one batch or two, are the same numbers.
-    split = evals.evaluate_sae(model, sae, [tokens[:1], tokens[1:]], progress=False, compute_ce=False)
+    split = evals.evaluate_sae(tiny_model, sae, [tokens[:1], tokens[1:]], progress=False, compute_ce=False)
     assert split.n_tokens == result.n_tokens
     assert split.l0 == pytest.approx(result.l0)
     assert split.explained_variance == pytest.approx(result.explained_variance, abs=1e-5)
@@ -44,16 +53,16 @@ def test_both_activation_paths_and_any_batching_agree(model, sae, tokens, result
     assert split.n_predictions == 0 and math.isnan(split.ce_loss_clean)  # no CE without compute_ce
 
 
-def test_padding_is_masked_and_streaming_and_chunking_are_exact(model, sae, tokens):
+def test_padding_is_masked_and_streaming_and_chunking_are_exact(tiny_model, sae, tokens):
     short = 10
     padded = tokens.clone()
     padded[1, short:] = 0
     mask = torch.ones_like(tokens)
     mask[1, short:] = 0
     # One right-padded batch, cut into one-row chunks (max_logit_bytes=1)...
-    one = evals.evaluate_sae(model, sae, [(padded, mask)], progress=False, max_logit_bytes=1)
+    one = evals.evaluate_sae(tiny_model, sae, [(padded, mask)], progress=False, max_logit_bytes=1)
     # ...against the two unpadded rows streamed as batches of different lengths.
-    two = evals.evaluate_sae(model, sae, [tokens[:1], tokens[1:, :short]], progress=False)
+    two = evals.evaluate_sae(tiny_model, sae, [tokens[:1], tokens[1:, :short]], progress=False)
     assert one.n_tokens == two.n_tokens == (N_POS - 1) + (short - 1)
     assert one.n_predictions == two.n_predictions == (N_POS - 2) + (short - 2)
     for key in ("l0", "explained_variance", "mse", "ce_loss_clean", "ce_loss_spliced", "ce_loss_zero", "kl_div"):
@@ -61,8 +70,9 @@ def test_padding_is_masked_and_streaming_and_chunking_are_exact(model, sae, toke
     torch.testing.assert_close(one.density, two.density)
 
 
-def test_compare_tables_two_saes(model, tokens, result):
-    other = evals.evaluate_sae(model, identity_sae(model.cfg.d_model, HOOK), tokens, progress=False, compute_ce=False)
+def test_compare_tables_two_saes(tiny_model, tokens, result):
+    perfect = identity_sae(tiny_model.cfg.d_model, HOOK)
+    other = evals.evaluate_sae(tiny_model, perfect, tokens, progress=False, compute_ce=False)
     table = evals.compare({"random": result, "identity": other})
     assert list(table.index) == ["random", "identity"]
     assert {"l0", "explained_variance", "ce_loss_recovered", "dead_fraction", "dense_fraction"} <= set(table.columns)
@@ -70,13 +80,13 @@ def test_compare_tables_two_saes(model, tokens, result):
     assert result.to_dict()["fvu"] == pytest.approx(1 - result.explained_variance)
 
 
-def test_sparsity_and_variance_agree_with_saelens(model, sae, tokens, result):
+def test_sparsity_and_variance_agree_with_saelens(tiny_model, sae, tokens, result):
     """SAELens: ``get_sparsity_and_variance_metrics`` (l0, mse, explained_variance, feature_density)."""
     metrics, feature_metrics = get_sparsity_and_variance_metrics(
-        sae, model, StubStore(tokens), ActivationScaler(),
+        sae, tiny_model, StubStore(tokens), ActivationScaler(),
         n_batches=1, compute_l2_norms=False, compute_sparsity_metrics=True, compute_variance_metrics=True,
         compute_featurewise_density_statistics=True, eval_batch_size_prompts=tokens.shape[0], model_kwargs={},
-        ignore_tokens=[model.tokenizer.bos_token_id],
+        ignore_tokens=[tiny_model.tokenizer.bos_token_id],
     )  # fmt: skip
     assert result.l0 == pytest.approx(metrics["l0"], rel=1e-6)
     assert result.mse == pytest.approx(metrics["mse"], rel=1e-4)
@@ -84,7 +94,7 @@ def test_sparsity_and_variance_agree_with_saelens(model, sae, tokens, result):
     torch.testing.assert_close(result.density, torch.tensor(feature_metrics["feature_density"]))
 
 
-def test_max_batches_takes_exactly_that_many_and_missing_bos_warns(model, sae, tokens):
+def test_max_batches_takes_exactly_that_many_and_missing_bos_warns(tiny_model, sae, tokens):
     taken = []
 
     def stream():
@@ -93,6 +103,6 @@ def test_max_batches_takes_exactly_that_many_and_missing_bos_warns(model, sae, t
             yield tokens[:, 1:]  # BOS dropped: the harness says so
 
     with pytest.warns(MissingBOSWarning, match="do not start with BOS"):
-        res = evals.evaluate_sae(model, sae, stream(), max_batches=1, compute_ce=False, progress=False)
+        res = evals.evaluate_sae(tiny_model, sae, stream(), max_batches=1, compute_ce=False, progress=False)
     assert taken == [0]
     assert res.n_tokens == 2 * (N_POS - 2)

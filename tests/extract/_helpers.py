@@ -1,5 +1,5 @@
 """What several extract test files (and tests/test_lessons.py) share: the texts and hooks of
-the real-model tests, and a hand-made PerTokenFeatures with known values."""
+the model tests, and a hand-made PerTokenFeatures with known values."""
 
 from __future__ import annotations
 

@@ -9,15 +9,15 @@ from saelab.extract import cache
 from tests.extract._helpers import HOOKS, MULTI_TEXTS
 
 
-def test_cache_reuses_entries_and_notices_changed_saes(model, saes, tmp_path, monkeypatch):
-    first = saelab.cached_per_token(model, saes, MULTI_TEXTS, root=tmp_path)
+def test_cache_reuses_entries_and_notices_changed_saes(tiny_model, saes, tmp_path, monkeypatch):
+    first = saelab.cached_per_token(tiny_model, saes, MULTI_TEXTS, root=tmp_path)
     assert len(list(tmp_path.iterdir())) == len(saes)
 
     def fail(*args, **kwargs):
-        raise AssertionError("the model ran although every entry was cached")
+        raise AssertionError("the tiny_model ran although every entry was cached")
 
     monkeypatch.setattr(cache, "extract_per_token_multi", fail)
-    again = saelab.cached_per_token(model, saes, MULTI_TEXTS, root=tmp_path)
+    again = saelab.cached_per_token(tiny_model, saes, MULTI_TEXTS, root=tmp_path)
     for name in saes:
         assert torch.equal(again[name].values, first[name].values)
 
@@ -27,16 +27,16 @@ def test_cache_reuses_entries_and_notices_changed_saes(model, saes, tmp_path, mo
         changed[HOOKS[0]] = type(saes[HOOKS[0]])(saes[HOOKS[0]].cfg)
         changed[HOOKS[0]].load_state_dict(saes[HOOKS[0]].state_dict())
         changed[HOOKS[0]].b_enc.add_(0.5)
-    with pytest.raises(AssertionError, match="the model ran"):
-        saelab.cached_per_token(model, changed, MULTI_TEXTS, root=tmp_path)
-    with pytest.raises(AssertionError, match="the model ran"):
-        saelab.cached_per_token(model, saes, MULTI_TEXTS[:2], root=tmp_path)
+    with pytest.raises(AssertionError, match="the tiny_model ran"):
+        saelab.cached_per_token(tiny_model, changed, MULTI_TEXTS, root=tmp_path)
+    with pytest.raises(AssertionError, match="the tiny_model ran"):
+        saelab.cached_per_token(tiny_model, saes, MULTI_TEXTS[:2], root=tmp_path)
 
 
-def test_damaged_cache_entry_is_recomputed(model, saes, tmp_path):
+def test_damaged_cache_entry_is_recomputed(tiny_model, saes, tmp_path):
     one = {HOOKS[0]: saes[HOOKS[0]]}
-    saelab.cached_per_token(model, one, MULTI_TEXTS, root=tmp_path)
+    saelab.cached_per_token(tiny_model, one, MULTI_TEXTS, root=tmp_path)
     (entry,) = tmp_path.iterdir()
     (entry / "features.safetensors").write_bytes(b"not a safetensors file")
-    again = saelab.cached_per_token(model, one, MULTI_TEXTS, root=tmp_path)
+    again = saelab.cached_per_token(tiny_model, one, MULTI_TEXTS, root=tmp_path)
     assert again[HOOKS[0]].n_texts == len(MULTI_TEXTS)

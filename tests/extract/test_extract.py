@@ -1,6 +1,7 @@
-"""saelab.extract.extract: pooled features on the real embedded model (a text's result does
-not depend on its batch or the padding side, BOS is left out, errors are clear), several SAEs
-from one pass, and pool() on hand-made tensors where every mode equals a hand computation."""
+"""saelab.extract.extract: pooled features (a text's result does not depend on its batch or the
+padding side, BOS is left out, errors are clear) on the tiny model, why BOS is left out on the
+real one, several SAEs from one pass, and pool() on hand-made tensors where every mode equals a
+hand computation."""
 
 import pytest
 import torch
@@ -8,83 +9,89 @@ import torch
 import saelab
 from saelab.extract import extract_features_multi, extract_per_token_multi
 from saelab.extract.extract import pool
-from tests.extract._helpers import LONG_TEXTS, MULTI_TEXTS, TEXTS
+from tests.extract._helpers import HOOK, LONG_TEXTS, MULTI_TEXTS, TEXTS
 
 
 @pytest.mark.parametrize("pooling", ["mean", "max", "sum", "last"])
 @pytest.mark.parametrize("side", ["right", "left"])
-def test_text_result_does_not_depend_on_its_batch(model, sae, pooling, side):
-    alone = torch.cat([saelab.extract_features(model, sae, [t], pooling=pooling) for t in TEXTS])
-    batched = saelab.extract_features(model, sae, TEXTS, pooling=pooling, batch_size=8, padding_side=side)
+def test_text_result_does_not_depend_on_its_batch(tiny_model, sae, pooling, side):
+    alone = torch.cat([saelab.extract_features(tiny_model, sae, [t], pooling=pooling) for t in TEXTS])
+    batched = saelab.extract_features(tiny_model, sae, TEXTS, pooling=pooling, batch_size=8, padding_side=side)
     assert batched.shape == (len(TEXTS), 256)
     assert alone.abs().max() > 0.1  # the comparison is not between zeros
     torch.testing.assert_close(batched, alone, atol=1e-4, rtol=0)
 
 
-def test_left_and_right_padding_agree(model, sae):
-    right = saelab.extract_features(model, sae, TEXTS, padding_side="right", batch_size=5)
-    left = saelab.extract_features(model, sae, TEXTS, padding_side="left", batch_size=5)
+def test_left_and_right_padding_agree(tiny_model, sae):
+    right = saelab.extract_features(tiny_model, sae, TEXTS, padding_side="right", batch_size=5)
+    left = saelab.extract_features(tiny_model, sae, TEXTS, padding_side="left", batch_size=5)
     torch.testing.assert_close(left, right, atol=1e-4, rtol=0)
 
 
-def test_bos_exclusion(model, sae):
+def test_bos_exclusion(tiny_model, sae):
     text = LONG_TEXTS[2]
-    with_bos = saelab.extract_per_token(model, sae, [text], exclude_bos=False)
-    without = saelab.extract_per_token(model, sae, [text], exclude_bos=True)
-    assert with_bos.tokens[0][0] == model.tokenizer.bos_token
+    with_bos = saelab.extract_per_token(tiny_model, sae, [text], exclude_bos=False)
+    without = saelab.extract_per_token(tiny_model, sae, [text], exclude_bos=True)
+    assert with_bos.tokens[0][0] == tiny_model.tokenizer.bos_token
     assert with_bos.tokens[0][1:] == without.tokens[0]
     dense_with, dense_without = with_bos.dense(0), without.dense(0)
     torch.testing.assert_close(dense_with[1:], dense_without)
-    # BOS really is an outlier, which is why it is excluded by default.
-    assert dense_with[0].sum() > 5 * dense_without.sum(dim=1).mean()
-    mean_with = saelab.extract_features(model, sae, [text], exclude_bos=False)[0]
-    mean_without = saelab.extract_features(model, sae, [text])[0]
+    mean_with = saelab.extract_features(tiny_model, sae, [text], exclude_bos=False)[0]
+    mean_without = saelab.extract_features(tiny_model, sae, [text])[0]
     torch.testing.assert_close(mean_with, dense_with.mean(0), atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(mean_without, dense_without.mean(0), atol=1e-4, rtol=1e-5)
 
 
-def test_bad_options(model, sae):
+def test_bos_is_an_outlier_in_the_real_model(model, make_sae):
+    """Why BOS is excluded by default: SmolLM2's BOS residual is ~100x the others' norm."""
+    sae = make_sae(model.cfg.d_model, 256, HOOK, seed=1)
+    with_bos = saelab.extract_per_token(model, sae, [LONG_TEXTS[2]], exclude_bos=False)
+    dense_with = with_bos.dense(0)
+    assert dense_with[0].sum() > 5 * dense_with[1:].sum(dim=1).mean()
+
+
+def test_bad_options(tiny_model, sae):
     with pytest.raises(ValueError, match="pooling"):
-        saelab.extract_features(model, sae, ["x"], pooling="median")
+        saelab.extract_features(tiny_model, sae, ["x"], pooling="median")
     with pytest.raises(ValueError, match="padding_side"):
-        saelab.extract_features(model, sae, ["x"], padding_side="middle")
+        saelab.extract_features(tiny_model, sae, ["x"], padding_side="middle")
     with pytest.raises(ValueError, match="batch_size"):
-        saelab.extract_features(model, sae, ["x"], batch_size=0)
+        saelab.extract_features(tiny_model, sae, ["x"], batch_size=0)
 
 
-def test_nan_is_reported_not_returned(model, make_sae):
-    broken = make_sae(576, 16, "blocks.2.hook_resid_pre")
+def test_nan_is_reported_not_returned(tiny_model, make_sae):
+    broken = make_sae(tiny_model.cfg.d_model, 16, "blocks.2.hook_resid_pre")
     with torch.no_grad():
         broken.W_enc[0, 0] = float("nan")
     with pytest.raises(FloatingPointError, match="NaN"):
-        saelab.extract_features(model, broken, ["some text"])
+        saelab.extract_features(tiny_model, broken, ["some text"])
 
 
 # ---------------------------------------------------------------------------------------
 # Several SAEs from one model pass.
 
 
-def test_multi_equals_one_sae_at_a_time(model, saes):
-    together = extract_features_multi(model, saes, MULTI_TEXTS, pooling="mean", batch_size=3)
+def test_multi_equals_one_sae_at_a_time(tiny_model, saes):
+    together = extract_features_multi(tiny_model, saes, MULTI_TEXTS, pooling="mean", batch_size=3)
     assert list(together) == list(saes)
     for name, sae in saes.items():
-        alone = saelab.extract_features(model, sae, MULTI_TEXTS, pooling="mean", batch_size=3)
+        alone = saelab.extract_features(tiny_model, sae, MULTI_TEXTS, pooling="mean", batch_size=3)
         assert alone.abs().max() > 0.05
         torch.testing.assert_close(together[name], alone, atol=1e-5, rtol=0)
 
 
-def test_multi_per_token_equals_one_sae_at_a_time(model, saes):
-    together = extract_per_token_multi(model, saes, MULTI_TEXTS)
+def test_multi_per_token_equals_one_sae_at_a_time(tiny_model, saes):
+    together = extract_per_token_multi(tiny_model, saes, MULTI_TEXTS)
     for name, sae in saes.items():
-        alone = saelab.extract_per_token(model, sae, MULTI_TEXTS)
+        alone = saelab.extract_per_token(tiny_model, sae, MULTI_TEXTS)
         assert together[name].tokens == alone.tokens
         for i in range(len(MULTI_TEXTS)):
             torch.testing.assert_close(together[name].dense(i), alone.dense(i), atol=1e-5, rtol=0)
 
 
-def test_multi_rejects_empty_mapping(model):
+def test_multi_rejects_empty_mapping(tiny_model):
     with pytest.raises(ValueError, match="saes is empty"):
-        extract_features_multi(model, {}, MULTI_TEXTS)
+        extract_features_multi(tiny_model, {}, MULTI_TEXTS)
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""saelab.extract.per_token: PerTokenFeatures from the real model agree with pooled extraction,
+"""saelab.extract.per_token: PerTokenFeatures (on the tiny model) agree with pooled extraction,
 and pooling, dense rows and save/load on hand-made per-token features give known answers."""
 
 import pytest
@@ -9,9 +9,9 @@ from saelab.extract import PerTokenFeatures
 from tests.extract._helpers import HOOKS, MULTI_TEXTS, TEXTS, hand_made_per_token
 
 
-def test_per_token_matches_pooled(model, sae):
-    per_token = saelab.extract_per_token(model, sae, TEXTS, batch_size=3)
-    pooled = saelab.extract_features(model, sae, TEXTS, pooling="max")
+def test_per_token_matches_pooled(tiny_model, sae):
+    per_token = saelab.extract_per_token(tiny_model, sae, TEXTS, batch_size=3)
+    pooled = saelab.extract_features(tiny_model, sae, TEXTS, pooling="max")
     assert per_token.n_texts == len(per_token) == len(TEXTS)
     torch.testing.assert_close(per_token[-1], per_token.dense(len(TEXTS) - 1))
     for i in range(len(TEXTS)):
@@ -27,10 +27,10 @@ def test_per_token_matches_pooled(model, sae):
 
 
 @pytest.mark.parametrize("pooling", ["mean", "max", "sum", "last"])
-def test_pool_from_per_token_matches_extract(model, saes, pooling):
+def test_pool_from_per_token_matches_extract(tiny_model, saes, pooling):
     sae = saes[HOOKS[1]]
-    per_token = saelab.extract_per_token(model, sae, MULTI_TEXTS)
-    pooled = saelab.extract_features(model, sae, MULTI_TEXTS, pooling=pooling)
+    per_token = saelab.extract_per_token(tiny_model, sae, MULTI_TEXTS)
+    pooled = saelab.extract_features(tiny_model, sae, MULTI_TEXTS, pooling=pooling)
     torch.testing.assert_close(per_token.pool(pooling), pooled, atol=1e-4, rtol=1e-5)
 
 

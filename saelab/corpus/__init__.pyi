@@ -2,6 +2,7 @@
 # (lazy_loader reads this stub); `name as name` marks each as re-exported for type checkers.
 # Modules not listed here stay importable by their full path (`from saelab.x.module import y`).
 from .config import CorpusConfig as CorpusConfig
+from .environment import CorpusSourceError as CorpusSourceError
 from .mix import (
     build_mix as build_mix,
     corpus_fingerprint as corpus_fingerprint,

@@ -59,7 +59,7 @@ def test_bos_is_never_spliced_measured_or_counted(tiny_model, tokens, result, ce
     assert excluded.ce_loss_recovered == pytest.approx(1.0, abs=1e-4)
     assert excluded.kl_div == pytest.approx(0.0, abs=1e-5)
     assert excluded.ce_loss_clean == pytest.approx(result.ce_loss_clean)  # same counted predictions
-    # With BOS intact the tiny_model is not left with nothing: the baseline is no longer ln(d_vocab).
+    # With BOS intact the model is not left with nothing: the baseline is no longer ln(d_vocab).
     assert abs(excluded.ce_loss_zero - math.log(tiny_model.cfg.d_vocab)) > 0.05
     assert evals.evaluate_sae(tiny_model, bad_at_bos, tokens, progress=False, compute_ce=False).mse < 1e-3
     # The SAE really is wrong at BOS, and the harness sees it when BOS is not excluded.

@@ -32,7 +32,7 @@ def test_random_sae_loses_loss_on_the_real_model(model, make_sae):
 def test_counts_and_zeroing_gives_uniform_logits(tiny_model, result):
     assert result.l0 > 1  # the SAE is doing something
     assert result.kl_div > 0
-    # Zeroing every position (BOS too, the default) of a bias-free tiny_model's resid_pre leaves it
+    # Zeroing every position (BOS too, the default) of a bias-free model's resid_pre leaves it
     # nothing to go on: uniform logits, CE = ln(d_vocab).
     assert result.ce_loss_zero == pytest.approx(math.log(tiny_model.cfg.d_vocab), abs=1e-4)
     assert result.n_tokens == 2 * (N_POS - 1)  # BOS left out

@@ -14,7 +14,7 @@ def test_cache_reuses_entries_and_notices_changed_saes(tiny_model, saes, tmp_pat
     assert len(list(tmp_path.iterdir())) == len(saes)
 
     def fail(*args, **kwargs):
-        raise AssertionError("the tiny_model ran although every entry was cached")
+        raise AssertionError("the model ran although every entry was cached")
 
     monkeypatch.setattr(cache, "extract_per_token_multi", fail)
     again = saelab.cached_per_token(tiny_model, saes, MULTI_TEXTS, root=tmp_path)
@@ -27,9 +27,9 @@ def test_cache_reuses_entries_and_notices_changed_saes(tiny_model, saes, tmp_pat
         changed[HOOKS[0]] = type(saes[HOOKS[0]])(saes[HOOKS[0]].cfg)
         changed[HOOKS[0]].load_state_dict(saes[HOOKS[0]].state_dict())
         changed[HOOKS[0]].b_enc.add_(0.5)
-    with pytest.raises(AssertionError, match="the tiny_model ran"):
+    with pytest.raises(AssertionError, match="the model ran"):
         saelab.cached_per_token(tiny_model, changed, MULTI_TEXTS, root=tmp_path)
-    with pytest.raises(AssertionError, match="the tiny_model ran"):
+    with pytest.raises(AssertionError, match="the model ran"):
         saelab.cached_per_token(tiny_model, saes, MULTI_TEXTS[:2], root=tmp_path)
 
 

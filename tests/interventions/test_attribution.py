@@ -1,6 +1,6 @@
 """saelab.interventions.attribution and .metrics: the attribution frame, grad x act against
 true ablation effects, integrated gradients' completeness, one pass for several hooks, hooks
-removed on errors, and clear errors for bad input. Real model, tiny random SAEs at late
+removed on errors, and clear errors for bad input. Tiny model, tiny random SAEs at late
 hooks (short runs resume from the hook)."""
 
 from __future__ import annotations
@@ -31,24 +31,24 @@ METRIC = next_token_logprob(-2)
 
 
 @pytest.fixture(scope="module")
-def tokens(model):
-    return torch.tensor(tokenize(model, [PROMPT]).ids)
+def tokens(tiny_model):
+    return torch.tensor(tokenize(tiny_model, [PROMPT]).ids)
 
 
 @pytest.fixture(scope="module")
-def saes(model, make_sae):
-    d = model.cfg.d_model
+def saes(tiny_model, make_sae):
+    d = tiny_model.cfg.d_model
     return [make_sae(d, 16, HOOKS[0], seed=1), make_sae(d, 24, HOOKS[1], seed=2)]
 
 
 @pytest.fixture(scope="module")
-def acts(model, tokens):
-    return G.clean_activations(model, list(HOOKS), tokens)
+def acts(tiny_model, tokens):
+    return G.clean_activations(tiny_model, list(HOOKS), tokens)
 
 
 @pytest.fixture(scope="module")
-def both(model, saes, tokens):
-    return attribute(model, saes, tokens, METRIC)
+def both(tiny_model, saes, tokens):
+    return attribute(tiny_model, saes, tokens, METRIC)
 
 
 def _by_node(frame: pd.DataFrame) -> pd.Series:
@@ -90,13 +90,13 @@ def test_check_scalar_names_the_shape_it_got():
 # --- the frame -------------------------------------------------------------------------
 
 
-def test_frame_lists_the_active_features_and_one_error_node_per_hook_and_position(model, saes, tokens, acts, both):
+def test_frame_lists_the_active_features_and_one_error_node_per_hook_and_position(tiny_model, saes, tokens, acts, both):
     frame = both.frame
     assert list(frame.columns) == FRAME_COLUMNS
     assert both.hooks == HOOKS and both.method == "grad_x_act" and both.steps == 1
     assert (frame["position"] > 0).all(), "BOS must never be attributed"
     n_pos = tokens.shape[1]
-    strings = token_strings(model, tokens[0].tolist())
+    strings = token_strings(tiny_model, tokens[0].tolist())
     for sae, hook in zip(saes, HOOKS, strict=True):
         errors = both.errors().query("hook == @hook")
         assert sorted(errors["position"]) == list(range(1, n_pos)) and (errors["feature"] == -1).all()
@@ -111,40 +111,40 @@ def test_frame_lists_the_active_features_and_one_error_node_per_hook_and_positio
     top = both.top(5)
     assert len(top) == 5 and top["attribution"].abs().is_monotonic_decreasing
     with torch.no_grad():
-        clean = METRIC(G.forward_from(model, HOOKS[1], tokens, acts[HOOKS[1]]), tokens)
+        clean = METRIC(G.forward_from(tiny_model, HOOKS[1], tokens, acts[HOOKS[1]]), tokens)
     assert both.metric == pytest.approx(float(clean), abs=1e-4)
 
 
-def test_two_hooks_in_one_pass_give_each_hook_its_own_total_effects(model, saes, tokens, both):
+def test_two_hooks_in_one_pass_give_each_hook_its_own_total_effects(tiny_model, saes, tokens, both):
     # The splice is the identity for values and gradients, so the earlier hook's gradients
-    # are total derivatives through the real model, exactly as when it is alone.
+    # are total derivatives through the model, exactly as when it is alone.
     for sae, hook in zip(saes, HOOKS, strict=True):
-        alone = attribute(model, sae, tokens, METRIC).frame
+        alone = attribute(tiny_model, sae, tokens, METRIC).frame
         together = both.frame.loc[both.frame["hook"] == hook]
         pd.testing.assert_series_equal(_by_node(alone), _by_node(together), rtol=1e-4, atol=1e-6)
 
 
-def test_batch_rows_are_attributed_independently_with_any_chunking(model, saes, tokens):
+def test_batch_rows_are_attributed_independently_with_any_chunking(tiny_model, saes, tokens):
     other = tokens.clone()
     other[0, 2] = tokens[0, 5]  # the same length, a different prompt
     batch = torch.cat([tokens, other])
     ig = dict(method="integrated_gradients", steps=2)
-    together = attribute(model, saes[1], batch, METRIC, **ig, batch_tokens=3 * tokens.shape[1]).frame
-    alone = attribute(model, saes[1], other, METRIC, **ig).frame.assign(row=1)
+    together = attribute(tiny_model, saes[1], batch, METRIC, **ig, batch_tokens=3 * tokens.shape[1]).frame
+    alone = attribute(tiny_model, saes[1], other, METRIC, **ig).frame.assign(row=1)
     pd.testing.assert_series_equal(_by_node(together.query("row == 1")), _by_node(alone), rtol=1e-4, atol=1e-6)
 
 
 # --- against the true effects ----------------------------------------------------------
 
 
-def test_ablation_effects_agree_with_the_splice(model, saes, tokens, acts, both):
+def test_ablation_effects_agree_with_the_splice(tiny_model, saes, tokens, acts, both):
     sae, hook = saes[1], HOOKS[1]
     (position, feature), error_position = both.top(1, hook=hook)[["position", "feature"]].to_numpy()[0], 3
-    effects = ablation_effects(model, sae, tokens, METRIC, [(position, feature), (error_position, -1)])
+    effects = ablation_effects(tiny_model, sae, tokens, METRIC, [(position, feature), (error_position, -1)])
     # A feature: the project's splice, editing that one position.
     mask = torch.zeros_like(tokens, dtype=torch.bool)
     mask[0, position] = True
-    with torch.no_grad(), spliced(model, sae, set_features([int(feature)], [0.0])) as splice:
+    with torch.no_grad(), spliced(tiny_model, sae, set_features([int(feature)], [0.0])) as splice:
         ablated = METRIC(splice.run(tokens, edit_mask=mask), tokens)
     assert effects[0] == pytest.approx(both.metric - float(ablated), abs=2e-5)
     # The error node: x[p] becomes decode(f[p]).
@@ -157,30 +157,30 @@ def test_ablation_effects_agree_with_the_splice(model, saes, tokens, acts, both)
         return out
 
     with torch.no_grad():
-        ablated = METRIC(G.forward_from(model, hook, tokens, x, [(hook, drop_error)]), tokens)
+        ablated = METRIC(G.forward_from(tiny_model, hook, tokens, x, [(hook, drop_error)]), tokens)
     assert effects[1] == pytest.approx(both.metric - float(ablated), abs=2e-5)
 
 
-def test_grad_x_act_equals_the_ablation_effect_where_the_model_is_locally_linear(model, make_sae, tokens):
+def test_grad_x_act_equals_the_ablation_effect_where_the_model_is_locally_linear(tiny_model, make_sae, tokens):
     # A decoder 10x smaller than usual: removing a feature moves the residual by ~0.1% of its
     # norm, where the model is linear to well within the tolerance (float32 noise is ~1e-5).
-    sae = make_sae(model.cfg.d_model, 16, HOOKS[0], seed=1)
+    sae = make_sae(tiny_model.cfg.d_model, 16, HOOKS[0], seed=1)
     with torch.no_grad():
         sae.W_dec.mul_(0.1)
-    result = attribute(model, sae, tokens, METRIC)
+    result = attribute(tiny_model, sae, tokens, METRIC)
     nodes = result.top(6)
-    effects = ablation_effects(model, sae, tokens, METRIC, nodes)
+    effects = ablation_effects(tiny_model, sae, tokens, METRIC, nodes)
     scale = np.abs(effects).max()
     assert scale > 5e-4
     np.testing.assert_allclose(nodes["attribution"], effects, atol=0.03 * scale)
 
 
-def test_integrated_gradients_are_complete_at_every_step(model, saes, tokens, acts):
+def test_integrated_gradients_are_complete_at_every_step(tiny_model, saes, tokens, acts):
     # Per alpha, the attributions of all nodes of a hook add up to d metric / d alpha along
     # the path x(alpha) = decode(alpha f) + alpha e, so their sum is the midpoint rule's
     # estimate of metric(clean) - metric(decode(0)); finite differences check it here.
     sae, hook, steps = saes[0], HOOKS[0], 3
-    result = attribute(model, sae, tokens, METRIC, method="integrated_gradients", steps=steps)
+    result = attribute(tiny_model, sae, tokens, METRIC, method="integrated_gradients", steps=steps)
     x = acts[hook]
     feats = encode_activations(sae, x).detach()
     error = x - sae.decode(feats).detach()
@@ -189,7 +189,7 @@ def test_integrated_gradients_are_complete_at_every_step(model, saes, tokens, ac
     rows = x.repeat(len(alphas), 1, 1)
     with torch.no_grad():
         rows[:, 1:] = (sae.decode(alphas[:, None, None] * feats) + alphas[:, None, None] * error)[:, 1:]
-        logits = G.forward_from(model, hook, tokens.expand(len(alphas), -1), rows)
+        logits = G.forward_from(tiny_model, hook, tokens.expand(len(alphas), -1), rows)
     values = torch.stack([METRIC(logits[i : i + 1], tokens) for i in range(len(alphas))])
     derivative = (values[0::2] - values[1::2]) / (2 * h)
     assert result.frame["attribution"].sum() == pytest.approx(float(derivative.mean()), rel=0.01)
@@ -199,34 +199,34 @@ def test_integrated_gradients_are_complete_at_every_step(model, saes, tokens, ac
 
 
 @pytest.mark.parametrize("method", ["grad_x_act", "integrated_gradients"])
-def test_hooks_are_removed_when_the_metric_raises(model, saes, tokens, method):
+def test_hooks_are_removed_when_the_metric_raises(tiny_model, saes, tokens, method):
     def broken(logits, tokens):
         raise RuntimeError("metric failed")
 
     with pytest.raises(RuntimeError, match="metric failed"):
-        attribute(model, saes, tokens, broken, method=method, steps=2)
-    assert all(not point.fwd_hooks for point in model.hook_dict.values())
+        attribute(tiny_model, saes, tokens, broken, method=method, steps=2)
+    assert all(not point.fwd_hooks for point in tiny_model.hook_dict.values())
 
 
-def test_bad_input_gets_clear_errors(model, make_sae, saes, tokens):
+def test_bad_input_gets_clear_errors(tiny_model, make_sae, saes, tokens):
     with pytest.raises(ValueError, match="tokens are empty"):
-        attribute(model, saes, torch.zeros(1, 0, dtype=torch.long), METRIC)
+        attribute(tiny_model, saes, torch.zeros(1, 0, dtype=torch.long), METRIC)
     with pytest.raises(ValueError, match="at least one token after it"):
-        attribute(model, saes, tokens[:, :1], METRIC)
+        attribute(tiny_model, saes, tokens[:, :1], METRIC)
     with pytest.raises(ValueError, match="empty"):
-        attribute(model, saes, "   ", METRIC)
+        attribute(tiny_model, saes, "   ", METRIC)
     with pytest.raises(ValueError, match=r"metric must return a scalar tensor, got shape \(1,\)"):
-        attribute(model, saes, tokens, lambda logits, tokens: logits[:, -1, 0])
+        attribute(tiny_model, saes, tokens, lambda logits, tokens: logits[:, -1, 0])
     with pytest.raises(ValueError, match="does not exist in model"):
-        attribute(model, make_sae(model.cfg.d_model, 8, "blocks.99.hook_resid_pre"), tokens, METRIC)
+        attribute(tiny_model, make_sae(tiny_model.cfg.d_model, 8, "blocks.99.hook_resid_pre"), tokens, METRIC)
     with pytest.raises(ValueError, match="method must be one of"):
-        attribute(model, saes, tokens, METRIC, method="gradients")  # type: ignore[arg-type]
+        attribute(tiny_model, saes, tokens, METRIC, method="gradients")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="steps must be a positive integer"):
-        attribute(model, saes, tokens, METRIC, method="integrated_gradients", steps=0)
+        attribute(tiny_model, saes, tokens, METRIC, method="integrated_gradients", steps=0)
     with pytest.raises(ValueError, match="two SAEs read the same hook"):
-        attribute(model, [saes[0], saes[0]], tokens, METRIC)
+        attribute(tiny_model, [saes[0], saes[0]], tokens, METRIC)
     with pytest.raises(ValueError, match="feature 99 is out of range"):
-        ablation_effects(model, saes[0], tokens, METRIC, [(2, 99)])
+        ablation_effects(tiny_model, saes[0], tokens, METRIC, [(2, 99)])
     with pytest.raises(ValueError, match="BOS"):
-        ablation_effects(model, saes[0], tokens, METRIC, [(0, 1)])
-    assert all(not point.fwd_hooks for point in model.hook_dict.values())
+        ablation_effects(tiny_model, saes[0], tokens, METRIC, [(0, 1)])
+    assert all(not point.fwd_hooks for point in tiny_model.hook_dict.values())

@@ -1,5 +1,5 @@
 """saelab.interventions.circuits: the graph's shape, the sum rule that ties edges to node
-attributions, and an edge weight against finite differences through the real model."""
+attributions, and an edge weight against finite differences through the (tiny) model."""
 
 from __future__ import annotations
 
@@ -19,23 +19,23 @@ METRIC = next_token_logprob(-2)
 
 
 @pytest.fixture(scope="module")
-def tokens(model):
-    return torch.tensor(tokenize(model, ["The cat sat on the mat and"]).ids)
+def tokens(tiny_model):
+    return torch.tensor(tokenize(tiny_model, ["The cat sat on the mat and"]).ids)
 
 
 @pytest.fixture(scope="module")
-def saes(model, make_sae):
-    d = model.cfg.d_model
+def saes(tiny_model, make_sae):
+    d = tiny_model.cfg.d_model
     return [make_sae(d, 16, HOOKS[0], seed=1), make_sae(d, 24, HOOKS[1], seed=2)]
 
 
 @pytest.fixture(scope="module")
-def full(model, saes, tokens):
+def full(tiny_model, saes, tokens):
     """Every active feature kept, so the edges out of a node reach all of its downstream nodes."""
-    return feature_circuit(model, saes, tokens, METRIC, top=10_000)
+    return feature_circuit(tiny_model, saes, tokens, METRIC, top=10_000)
 
 
-def test_graph_has_feature_nodes_one_error_node_per_hook_and_the_metric(model, full):
+def test_graph_has_feature_nodes_one_error_node_per_hook_and_the_metric(tiny_model, full):
     nodes, edges = full.nodes, full.edges
     assert list(nodes.columns) == NODE_COLUMNS and nodes["node"].is_unique
     assert full.hooks == HOOKS and full.method == "grad_x_act"
@@ -48,7 +48,7 @@ def test_graph_has_feature_nodes_one_error_node_per_hook_and_the_metric(model, f
     graph = full.to_networkx()
     assert graph.number_of_nodes() == len(nodes) and graph.number_of_edges() == len(edges)
     assert nx.is_directed_acyclic_graph(graph)
-    assert all(not point.fwd_hooks for point in model.hook_dict.values())
+    assert all(not point.fwd_hooks for point in tiny_model.hook_dict.values())
 
 
 def test_edges_out_of_a_node_add_up_to_its_attribution(full):
@@ -63,8 +63,8 @@ def test_edges_out_of_a_node_add_up_to_its_attribution(full):
         )
 
 
-def test_top_keeps_the_strongest_nodes_and_an_edge_matches_finite_differences(model, saes, tokens, full):
-    circuit = feature_circuit(model, saes, tokens, METRIC, top=3)
+def test_top_keeps_the_strongest_nodes_and_an_edge_matches_finite_differences(tiny_model, saes, tokens, full):
+    circuit = feature_circuit(tiny_model, saes, tokens, METRIC, top=3)
     feats = circuit.nodes.loc[circuit.nodes["kind"] == "feature"]
     for hook in HOOKS:
         strongest = full.nodes.loc[(full.nodes["hook"] == hook) & (full.nodes["kind"] == "feature")]
@@ -75,28 +75,28 @@ def test_top_keeps_the_strongest_nodes_and_an_edge_matches_finite_differences(mo
     edge = between.loc[between["weight"].abs().idxmax()]
     up, down = (circuit.nodes.set_index("node").loc[edge[k]] for k in ("source", "target"))
     # edge = (d metric / d d) * (d d / d u) * u; d metric / d d = attribution / activation of d.
-    x = G.clean_activations(model, [HOOKS[0]], tokens)[HOOKS[0]]
+    x = G.clean_activations(tiny_model, [HOOKS[0]], tokens)[HOOKS[0]]
     w_dec = saes[0].W_dec[int(up["feature"])].detach()
     eps, values = 0.05, []
     for sign in (1, -1):
         moved = x.clone()
         moved[0, int(up["position"])] += sign * eps * float(up["activation"]) * w_dec
         with torch.no_grad():
-            x_b = model(moved, start_at_layer=26, stop_at_layer=28)
+            x_b = tiny_model(moved, start_at_layer=26, stop_at_layer=28)
         values.append(encode_activations(saes[1], x_b)[0, int(down["position"]), int(down["feature"])].item())
     estimate = float(down["attribution"]) / float(down["activation"]) * (values[0] - values[1]) / (2 * eps)
     assert abs(edge["weight"]) > 1e-5
     assert edge["weight"] == pytest.approx(estimate, rel=0.01)
 
 
-def test_bad_input_gets_clear_errors(model, make_sae, saes, tokens):
+def test_bad_input_gets_clear_errors(tiny_model, make_sae, saes, tokens):
     with pytest.raises(ValueError, match="one prompt"):
-        feature_circuit(model, saes, torch.cat([tokens, tokens]), METRIC)
+        feature_circuit(tiny_model, saes, torch.cat([tokens, tokens]), METRIC)
     with pytest.raises(ValueError, match="top must be a positive integer"):
-        feature_circuit(model, saes, tokens, METRIC, top=0)
+        feature_circuit(tiny_model, saes, tokens, METRIC, top=0)
     with pytest.raises(ValueError, match="method must be one of"):
-        feature_circuit(model, saes, tokens, METRIC, method="exact")  # type: ignore[arg-type]
+        feature_circuit(tiny_model, saes, tokens, METRIC, method="exact")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="does not exist in model"):
-        feature_circuit(model, make_sae(model.cfg.d_model, 8, "blocks.99.hook_resid_pre"), tokens, METRIC)
+        feature_circuit(tiny_model, make_sae(tiny_model.cfg.d_model, 8, "blocks.99.hook_resid_pre"), tokens, METRIC)
     with pytest.raises(ValueError, match="tokens are empty"):
-        feature_circuit(model, saes, torch.zeros(1, 0, dtype=torch.long), METRIC)
+        feature_circuit(tiny_model, saes, torch.zeros(1, 0, dtype=torch.long), METRIC)

@@ -21,20 +21,22 @@ FEATURES = [0, 4, 8, 9, 14, 23]  # some fire on every text, some on a few, featu
 
 
 @pytest.fixture(scope="module")
-def sae(model, make_sae):
-    return make_sae(model.cfg.d_model, D_SAE, HOOK, seed=1, input_norm=100.0)
+def sae(tiny_model, make_sae):
+    # input_norm sets how often the random features fire on the tiny model's residuals (~200):
+    # at 250, FEATURES below fire as their comment says.
+    return make_sae(tiny_model.cfg.d_model, D_SAE, HOOK, seed=1, input_norm=250.0)
 
 
 @pytest.fixture(scope="module")
-def effects(model, sae):
+def effects(tiny_model, sae):
     # Two text batches (2 + 1 texts) and chunks of 5 rows (the 48 MiB logit budget), so rows of
     # several features and texts share a pass and a feature's texts fall in several passes.
-    return feature_effects(model, sae, FEATURES, TEXTS, batch_size=2, max_logit_bytes=48 * 2**20, keep_logits=True)
+    return feature_effects(tiny_model, sae, FEATURES, TEXTS, batch_size=2, max_logit_bytes=48 * 2**20, keep_logits=True)
 
 
 @pytest.fixture(scope="module")
-def one_by_one(model, sae):
-    return [ablate(model, sae, [f], TEXTS, keep_logits=True) for f in FEATURES]
+def one_by_one(tiny_model, sae):
+    return [ablate(tiny_model, sae, [f], TEXTS, keep_logits=True) for f in FEATURES]
 
 
 def test_many_features_at_once_equal_one_ablation_each(effects, one_by_one):
@@ -96,9 +98,9 @@ def test_tidy_frame(effects):
     assert row["token"] == effects.token_strs[t][p] and row["next_token"] == effects.token_strs[t][p + 1]
 
 
-def test_vectorised_edit_is_the_splice(model, sae):
-    batch = as_token_batch(model, TEXTS)
-    x = run_hooks(model, [HOOK], batch.tokens, batch.attention_mask)[HOOK]
+def test_vectorised_edit_is_the_splice(tiny_model, sae):
+    batch = as_token_batch(tiny_model, TEXTS)
+    x = run_hooks(tiny_model, [HOOK], batch.tokens, batch.attention_mask)[HOOK]
     editable = edit_mask(batch.attention_mask)
     with torch.no_grad():
         feats = encode_activations(sae, x)
@@ -119,48 +121,49 @@ def test_vectorised_edit_is_the_splice(model, sae):
         assert deltas[r][~changed].eq(0).all() and deltas[r][changed].abs().amax(dim=-1).gt(0).all()
 
 
-def test_mean_ablation_and_token_input(model, sae):
+def test_mean_ablation_and_token_input(tiny_model, sae):
     """Mean mode runs every pair (every edited position moves); token rows with a mask work too."""
     mean = torch.linspace(0.0, 1.0, D_SAE)
     stats = FeatureStats(torch.ones(D_SAE), mean, torch.ones(D_SAE), 1, 1)
-    batch = as_token_batch(model, TEXTS[:2])
+    batch = as_token_batch(tiny_model, TEXTS[:2])
     features = [1, 9]
     effects = feature_effects(
-        model, sae, features, batch.tokens, attention_mask=batch.attention_mask, mode="mean", stats=stats
+        tiny_model, sae, features, batch.tokens, attention_mask=batch.attention_mask, mode="mean", stats=stats
     )
     assert effects.ran.all()
     for j, f in enumerate(features):
-        single = ablate(model, sae, [f], batch.tokens, attention_mask=batch.attention_mask, mode="mean", stats=stats)
+        single = ablate(tiny_model, sae, [f], batch.tokens, attention_mask=batch.attention_mask, mode="mean",
+                        stats=stats)  # fmt: skip
         torch.testing.assert_close(effects.loss_delta[j], single.loss_delta, atol=1e-4, rtol=0, equal_nan=True)
     assert effects.loss_delta[0].nan_to_num().abs().max() > 0  # feature 1 never fires, but its mean is written
 
 
-def test_other_hooks_run_full_passes(model, make_sae):
+def test_other_hooks_run_full_passes(tiny_model, make_sae):
     hook = "blocks.2.hook_mlp_out"
-    sae = make_sae(model.cfg.d_model, 16, hook, seed=3, input_norm=30.0)
-    batch = as_token_batch(model, TEXTS[:2])
+    sae = make_sae(tiny_model.cfg.d_model, 16, hook, seed=3, input_norm=30.0)
+    batch = as_token_batch(tiny_model, TEXTS[:2])
     with torch.no_grad():
-        feats = encode_activations(sae, run_hooks(model, [hook], batch.tokens, batch.attention_mask)[hook])
+        feats = encode_activations(sae, run_hooks(tiny_model, [hook], batch.tokens, batch.attention_mask)[hook])
     counts = (feats * edit_mask(batch.attention_mask)[..., None]).ne(0).sum(dim=(0, 1))
     features = torch.argsort(counts, descending=True)[:3].tolist()
-    effects = feature_effects(model, sae, features, TEXTS[:2])
+    effects = feature_effects(tiny_model, sae, features, TEXTS[:2])
     assert effects.ran.any()
     for j, f in enumerate(features):
-        single = ablate(model, sae, [f], TEXTS[:2])
+        single = ablate(tiny_model, sae, [f], TEXTS[:2])
         torch.testing.assert_close(effects.loss_delta[j], single.loss_delta, atol=1e-4, rtol=0, equal_nan=True)
     assert effects.loss_delta.nan_to_num().abs().max() > 1e-4
 
 
-def test_bad_input_gets_clear_errors(model, sae):
+def test_bad_input_gets_clear_errors(tiny_model, sae):
     with pytest.raises(ValueError, match="no features"):
-        feature_effects(model, sae, [], TEXTS)
+        feature_effects(tiny_model, sae, [], TEXTS)
     with pytest.raises(ValueError, match="out of range"):
-        feature_effects(model, sae, [-1], TEXTS)
+        feature_effects(tiny_model, sae, [-1], TEXTS)
     with pytest.raises(ValueError, match="batch_size"):
-        feature_effects(model, sae, [1], TEXTS, batch_size=0)
+        feature_effects(tiny_model, sae, [1], TEXTS, batch_size=0)
     with pytest.raises(ValueError, match="mode"):
-        feature_effects(model, sae, [1], TEXTS, mode="max")  # type: ignore[arg-type]
+        feature_effects(tiny_model, sae, [1], TEXTS, mode="max")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="empty"):
-        feature_effects(model, sae, [1], [])
+        feature_effects(tiny_model, sae, [1], [])
     with pytest.raises(TypeError, match="single string"):
-        feature_effects(model, sae, [1], "one text")
+        feature_effects(tiny_model, sae, [1], "one text")

@@ -16,25 +16,25 @@ POSITION = 4  # " fox" (BOS is 0)
 
 
 @pytest.fixture(scope="module")
-def ids(model):
-    return tokenize(model, [TEXT]).ids[0]
+def ids(tiny_model):
+    return tokenize(tiny_model, [TEXT]).ids[0]
 
 
 @pytest.fixture(scope="module")
-def planted(model, make_sae, ids):
+def planted(tiny_model, make_sae, ids):
     """At blocks.0.hook_resid_pre the activation is the token embedding alone (SmolLM2's positions
     are rotary), so feature 3 = relu(e . w), with w along the embedding of the token at
     POSITION and no biases, depends on that token only and is linear in it while active."""
-    sae = make_sae(model.cfg.d_model, 8, "blocks.0.hook_resid_pre", seed=5)
-    embedding = model.W_E[ids[POSITION]].detach()
+    sae = make_sae(tiny_model.cfg.d_model, 8, "blocks.0.hook_resid_pre", seed=5)
+    embedding = tiny_model.W_E[ids[POSITION]].detach()
     with torch.no_grad():
         sae.b_enc.zero_()
         sae.W_enc[:, 3] = embedding / embedding.norm() ** 2 * 2.0  # f = 2 on the clean text
     return sae
 
 
-def test_planted_feature_is_driven_by_its_own_token_only(model, planted):
-    result = token_attribution(model, planted, TEXT, 3, POSITION)
+def test_planted_feature_is_driven_by_its_own_token_only(tiny_model, planted):
+    result = token_attribution(tiny_model, planted, TEXT, 3, POSITION)
     assert result.activation == pytest.approx(2.0, rel=1e-5)
     assert list(result.frame["position"]) == list(range(1, POSITION + 1))
     assert result.tokens[POSITION] == " fox" and list(result.frame["token"]) == result.tokens[1:]
@@ -46,23 +46,23 @@ def test_planted_feature_is_driven_by_its_own_token_only(model, planted):
     assert result.pearson == pytest.approx(1.0) and result.spearman == pytest.approx(1.0)
 
 
-def test_mean_baseline_replaces_the_embedding_by_the_average_token(model, planted):
-    result = token_attribution(model, planted, TEXT, 3, POSITION, baseline="mean")
+def test_mean_baseline_replaces_the_embedding_by_the_average_token(tiny_model, planted):
+    result = token_attribution(tiny_model, planted, TEXT, 3, POSITION, baseline="mean")
     w = planted.W_enc[:, 3].detach()
-    mean = model.W_E.detach().mean(dim=0)
+    mean = tiny_model.W_E.detach().mean(dim=0)
     occluded = torch.relu(mean @ w).item()
     assert result.frame["occlusion"].iloc[-1] == pytest.approx(2.0 - occluded, abs=1e-5)
     assert result.frame["gradient_x_embedding"].iloc[-1] == pytest.approx(2.0 - float(mean @ w), abs=1e-5)
 
 
-def test_occlusion_matches_removing_one_token_at_a_time(model, make_sae, ids):
-    sae = make_sae(model.cfg.d_model, 16, "blocks.3.hook_resid_pre", seed=6, bias=0.0)
+def test_occlusion_matches_removing_one_token_at_a_time(tiny_model, make_sae, ids):
+    sae = make_sae(tiny_model.cfg.d_model, 16, "blocks.3.hook_resid_pre", seed=6, bias=0.0)
     hook = "blocks.3.hook_resid_pre"
     tokens = torch.tensor([ids[: POSITION + 1]])
     with torch.no_grad():
-        _, cache = model.run_with_cache(tokens, names_filter=[hook], stop_at_layer=4)
+        _, cache = tiny_model.run_with_cache(tokens, names_filter=[hook], stop_at_layer=4)
     feature = int(encode_activations(sae, cache[hook])[0, POSITION].detach().argmax())
-    result = token_attribution(model, sae, TEXT, feature, POSITION)
+    result = token_attribution(tiny_model, sae, TEXT, feature, POSITION)
     for q in range(1, POSITION + 1):
 
         def blank(embed, hook=None, q=q):
@@ -70,25 +70,25 @@ def test_occlusion_matches_removing_one_token_at_a_time(model, make_sae, ids):
             out[0, q] = 0
             return out
 
-        with torch.no_grad(), model.hooks(fwd_hooks=[("hook_embed", blank)]):
-            _, cache = model.run_with_cache(tokens, names_filter=[hook], stop_at_layer=4)
+        with torch.no_grad(), tiny_model.hooks(fwd_hooks=[("hook_embed", blank)]):
+            _, cache = tiny_model.run_with_cache(tokens, names_filter=[hook], stop_at_layer=4)
         occluded = encode_activations(sae, cache[hook])[0, POSITION, feature].item()
         assert result.frame["occlusion"].iloc[q - 1] == pytest.approx(result.activation - occluded, abs=1e-4)
     assert result.activation > 0
     assert -1 <= result.pearson <= 1 and -1 <= result.spearman <= 1
-    assert all(not point.fwd_hooks for point in model.hook_dict.values())
+    assert all(not point.fwd_hooks for point in tiny_model.hook_dict.values())
 
 
-def test_bad_input_gets_clear_errors(model, make_sae, planted):
+def test_bad_input_gets_clear_errors(tiny_model, make_sae, planted):
     with pytest.raises(ValueError, match="feature 8 is out of range"):
-        token_attribution(model, planted, TEXT, 8, POSITION)
+        token_attribution(tiny_model, planted, TEXT, 8, POSITION)
     with pytest.raises(ValueError, match="BOS"):
-        token_attribution(model, planted, TEXT, 3, 0)
+        token_attribution(tiny_model, planted, TEXT, 3, 0)
     with pytest.raises(ValueError, match="position 40 is out of range"):
-        token_attribution(model, planted, TEXT, 3, 40)
+        token_attribution(tiny_model, planted, TEXT, 3, 40)
     with pytest.raises(ValueError, match="empty"):
-        token_attribution(model, planted, "", 3, 1)
+        token_attribution(tiny_model, planted, "", 3, 1)
     with pytest.raises(ValueError, match="does not exist in model"):
-        token_attribution(model, make_sae(model.cfg.d_model, 8, "blocks.99.hook_resid_pre"), TEXT, 3, 1)
+        token_attribution(tiny_model, make_sae(tiny_model.cfg.d_model, 8, "blocks.99.hook_resid_pre"), TEXT, 3, 1)
     with pytest.raises(ValueError, match="baseline must be one of"):
-        token_attribution(model, planted, TEXT, 3, 1, baseline="noise")  # type: ignore[arg-type]
+        token_attribution(tiny_model, planted, TEXT, 3, 1, baseline="noise")  # type: ignore[arg-type]

@@ -36,16 +36,16 @@ def test_planted_statistics():
     assert again.n_tokens == 5
 
 
-def test_feature_stats_are_measured_once_and_read_back(model, make_sae, tmp_path, monkeypatch):
+def test_feature_stats_are_measured_once_and_read_back(tiny_model, make_sae, tmp_path, monkeypatch):
     monkeypatch.setenv("SAELAB_CACHE", str(tmp_path))
-    sae = make_sae(model.cfg.d_model, 16, "blocks.2.hook_resid_pre", seed=3)
+    sae = make_sae(tiny_model.cfg.d_model, 16, "blocks.2.hook_resid_pre", seed=3)
     texts = ["The cat sat on the mat.", "def f(x): return x"]
-    first = feature_stats(model, sae, texts)
+    first = feature_stats(tiny_model, sae, texts)
     files = list((tmp_path / "feature_stats").glob("*.safetensors"))
     assert len(files) == 1
-    second = feature_stats(model, sae, texts)
+    second = feature_stats(tiny_model, sae, texts)
     torch.testing.assert_close(first.typical_max, second.typical_max)
     assert first.n_texts == 2 and first.n_tokens > 5
     files[0].write_bytes(b"garbage")  # a damaged entry is recomputed, not trusted
-    third = feature_stats(model, sae, texts)
+    third = feature_stats(tiny_model, sae, texts)
     torch.testing.assert_close(third.mean, first.mean)

@@ -20,27 +20,27 @@ FEATURE = 9  # fires on one of the two texts only
 
 
 @pytest.fixture(scope="module")
-def sae(model, make_sae):
-    return make_sae(model.cfg.d_model, 32, HOOK, seed=1, input_norm=100.0)
+def sae(tiny_model, make_sae):
+    return make_sae(tiny_model.cfg.d_model, 32, HOOK, seed=1, input_norm=100.0)
 
 
 @pytest.fixture(scope="module")
-def effect(model, sae):
-    return logit_effect(model, sae, FEATURE, TEXTS, top=5)
+def effect(tiny_model, sae):
+    return logit_effect(tiny_model, sae, FEATURE, TEXTS, top=5)
 
 
-def test_direct_effect_is_the_decoder_direction_through_the_unembedding(model, sae, effect):
-    assert model.cfg.normalization_type == "RMSPre"  # ln_final folded into W_U: no weight to apply
-    expected = (sae.W_dec[FEATURE] @ model.W_U).detach()
+def test_direct_effect_is_the_decoder_direction_through_the_unembedding(tiny_model, sae, effect):
+    assert tiny_model.cfg.normalization_type == "RMSPre"  # ln_final folded into W_U: no weight to apply
+    expected = (sae.W_dec[FEATURE] @ tiny_model.W_U).detach()
     torch.testing.assert_close(effect.direct, expected, atol=1e-5, rtol=1e-5)
-    assert effect.direct_top.equals(top_tokens(model, effect.direct, 5))
-    lens = logit_lens(model, sae, FEATURE, top=5)
+    assert effect.direct_top.equals(top_tokens(tiny_model, effect.direct, 5))
+    lens = logit_lens(tiny_model, sae, FEATURE, top=5)
     assert effect.direct_top["token_id"].tolist() == lens["token_id"].tolist()
-    torch.testing.assert_close(direct_logits(model, sae, FEATURE), effect.direct)
+    torch.testing.assert_close(direct_logits(tiny_model, sae, FEATURE), effect.direct)
 
 
-def test_total_effect_is_what_the_feature_adds_where_it_fires(model, sae, effect):
-    single = ablate(model, sae, [FEATURE], TEXTS, keep_logits=True)
+def test_total_effect_is_what_the_feature_adds_where_it_fires(tiny_model, sae, effect):
+    single = ablate(tiny_model, sae, [FEATURE], TEXTS, keep_logits=True)
     fired = single.activations[..., 0] != 0
     assert 0 < int(fired.sum()) == effect.n_positions
     assert single.logit_delta is not None
@@ -71,18 +71,18 @@ def test_frame_puts_the_two_side_by_side(effect):
     assert frame["direct_promoted_logit"].is_monotonic_decreasing
 
 
-def test_bad_input_gets_clear_errors(model, sae, make_sae):
+def test_bad_input_gets_clear_errors(tiny_model, sae, make_sae):
     with torch.no_grad():
-        dead = make_sae(model.cfg.d_model, 32, HOOK, seed=1, input_norm=100.0)
+        dead = make_sae(tiny_model.cfg.d_model, 32, HOOK, seed=1, input_norm=100.0)
         dead.b_enc[FEATURE] = -1e6
     with pytest.raises(ValueError, match="never fires"):
-        logit_effect(model, dead, FEATURE, TEXTS)
+        logit_effect(tiny_model, dead, FEATURE, TEXTS)
     with pytest.raises(ValueError, match="out of range"):
-        logit_effect(model, sae, 32, TEXTS)
+        logit_effect(tiny_model, sae, 32, TEXTS)
     with pytest.raises(ValueError, match="top"):
-        logit_effect(model, sae, FEATURE, TEXTS, top=0)
+        logit_effect(tiny_model, sae, FEATURE, TEXTS, top=0)
     with pytest.raises(ValueError, match="empty"):
-        logit_effect(model, sae, FEATURE, [])
+        logit_effect(tiny_model, sae, FEATURE, [])
 
 
 def test_a_real_feature_on_real_text(model):

@@ -41,9 +41,9 @@ def test_the_probe_separates_planted_categories_on_held_out_texts(model, tmp_pat
         probe.score(model, ["x"], "math")
 
 
-def test_bad_training_data_is_refused(model, make_sae):
-    sae = make_sae(model.cfg.d_model, 8, "blocks.1.hook_resid_pre")
+def test_bad_training_data_is_refused(tiny_model, make_sae):
+    sae = make_sae(tiny_model.cfg.d_model, 8, "blocks.1.hook_resid_pre")
     with pytest.raises(ValueError, match="labels"):
-        ConceptProbe.train(model, sae, TEXTS, LABELS[:3])
+        ConceptProbe.train(tiny_model, sae, TEXTS, LABELS[:3])
     with pytest.raises(ValueError, match="two categories"):
-        ConceptProbe.train(model, sae, TEXTS[:3], ["python"] * 3)
+        ConceptProbe.train(tiny_model, sae, TEXTS[:3], ["python"] * 3)

@@ -21,30 +21,30 @@ def _stats(d_sae: int, typical: float = 2.0) -> FeatureStats:
     return FeatureStats(typical_max, torch.zeros(d_sae), torch.zeros(d_sae), n_texts=10, n_tokens=100)
 
 
-def _resid_after(model, tokens):
-    return model.run_with_cache(tokens, names_filter=[HOOK])[1][HOOK]
+def _resid_after(tiny_model, tokens):
+    return tiny_model.run_with_cache(tokens, names_filter=[HOOK])[1][HOOK]
 
 
-def test_add_moves_every_position_but_bos_by_strength_times_typical_max_times_the_decoder_row(model, make_sae):
-    sae = make_sae(model.cfg.d_model, 32, HOOK, seed=4)
+def test_add_moves_every_position_but_bos_by_strength_times_typical_max_times_the_decoder_row(tiny_model, make_sae):
+    sae = make_sae(tiny_model.cfg.d_model, 32, HOOK, seed=4)
     stats = _stats(32, typical=2.5)
-    clean = _resid_after(model, TOKENS)
-    with steer(model, sae, {3: 2.0}, stats=stats):
-        steered = _resid_after(model, TOKENS)
+    clean = _resid_after(tiny_model, TOKENS)
+    with steer(tiny_model, sae, {3: 2.0}, stats=stats):
+        steered = _resid_after(tiny_model, TOKENS)
     expected = clean.clone()
     expected[:, 1:] += 2.0 * 2.5 * sae.W_dec[3]
     torch.testing.assert_close(steered, expected, atol=1e-4, rtol=1e-5)
 
 
-def test_clamp_sets_the_feature_to_the_value(model, make_sae):
-    sae = make_sae(model.cfg.d_model, 32, HOOK, seed=5)
-    with steer(model, sae, {3: 4.0}, mode="clamp", unit="raw"):
-        steered = _resid_after(model, TOKENS)
+def test_clamp_sets_the_feature_to_the_value(tiny_model, make_sae):
+    sae = make_sae(tiny_model.cfg.d_model, 32, HOOK, seed=5)
+    with steer(tiny_model, sae, {3: 4.0}, mode="clamp", unit="raw"):
+        steered = _resid_after(tiny_model, TOKENS)
     feats = sae.encode(steered)
-    clean_feats = sae.encode(_resid_after(model, TOKENS))
+    clean_feats = sae.encode(_resid_after(tiny_model, TOKENS))
     # x' = x + (4 - f_3) W_dec[3]: the error is kept, so re-encoding is not exactly 4, but the
     # change in x is exactly the clamp's.
-    clean = _resid_after(model, TOKENS)
+    clean = _resid_after(tiny_model, TOKENS)
     change = (steered - clean)[0, 1:]
     expected = (4.0 - clean_feats[0, 1:, 3])[:, None] * sae.W_dec[3]
     torch.testing.assert_close(change, expected, atol=1e-4, rtol=1e-4)
@@ -64,9 +64,9 @@ def test_clamp_sets_the_feature_to_the_value(model, make_sae):
         ({}, {"unit": "raw"}, ValueError, "no features"),
     ],
 )
-def test_bad_steering_requests_get_clear_errors(model, make_sae, edits, kwargs, error, match):
-    sae = make_sae(model.cfg.d_model, 32, HOOK)
-    with pytest.raises(error, match=match), steer(model, sae, edits, stats=_stats(32), **kwargs):
+def test_bad_steering_requests_get_clear_errors(tiny_model, make_sae, edits, kwargs, error, match):
+    sae = make_sae(tiny_model.cfg.d_model, 32, HOOK)
+    with pytest.raises(error, match=match), steer(tiny_model, sae, edits, stats=_stats(32), **kwargs):
         pass
 
 

@@ -15,21 +15,21 @@ PROMPTS = ["I think that", "Yesterday we", "The plan is", "She said"]
 
 
 @pytest.fixture(scope="module")
-def setup(model, make_sae, tmp_path_factory):
+def setup(tiny_model, make_sae, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("SAELAB_CACHE", str(tmp_path_factory.mktemp("cache")))
-    steer_sae = make_sae(model.cfg.d_model, 16, "blocks.2.hook_resid_pre", seed=5)
-    probe = ConceptProbe.train(model, make_sae(model.cfg.d_model, 64, "blocks.5.hook_resid_pre", seed=6),
+    steer_sae = make_sae(tiny_model.cfg.d_model, 16, "blocks.2.hook_resid_pre", seed=5)
+    probe = ConceptProbe.train(tiny_model, make_sae(tiny_model.cfg.d_model, 64, "blocks.5.hook_resid_pre", seed=6),
                                TEXTS, LABELS, window=6, test_fraction=0.34)  # fmt: skip
     stats = FeatureStats(torch.full((16,), 3.0), torch.zeros(16), torch.zeros(16), n_texts=1, n_tokens=1)
     yield steer_sae, probe, stats
     mp.undo()
 
 
-def test_the_sweep_chooses_on_one_half_and_reports_on_the_other(model, setup):
+def test_the_sweep_chooses_on_one_half_and_reports_on_the_other(tiny_model, setup):
     sae, probe, stats = setup
     config = SweepConfig(strengths=(4.0, 30.0), max_new_tokens=3, select_samples=1, report_samples=2, n_bootstrap=50)
-    result = steering_sweep(model, sae, [3, 8], PROMPTS, probe=probe, concept="python", config=config, stats=stats,
+    result = steering_sweep(tiny_model, sae, [3, 8], PROMPTS, probe=probe, concept="python", config=config, stats=stats,
                             progress=False)  # fmt: skip
     scores = result.scores
     select, report = scores[scores.split == "select"], scores[scores.split == "report"]
@@ -46,23 +46,23 @@ def test_the_sweep_chooses_on_one_half_and_reports_on_the_other(model, setup):
     assert table.loc[0, "category"] == "python" and table.loc[0, "n_prompts"] == 2
 
 
-def test_baseline_rows_of_a_prompt_are_identical_in_both_phases_of_sampling(model, setup):
+def test_baseline_rows_of_a_prompt_are_identical_in_both_phases_of_sampling(tiny_model, setup):
     """Common random numbers: a baseline continuation depends on its (prompt, sample) only."""
     sae, probe, stats = setup
     config = SweepConfig(strengths=(4.0,), max_new_tokens=4, select_samples=1, report_samples=1, n_bootstrap=0)
-    one = steering_sweep(model, sae, [3], PROMPTS[:2], probe=probe, concept="python", config=config, stats=stats,
+    one = steering_sweep(tiny_model, sae, [3], PROMPTS[:2], probe=probe, concept="python", config=config, stats=stats,
                          progress=False)  # fmt: skip
-    two = steering_sweep(model, sae, [3, 8, 9], PROMPTS[:2], probe=probe, concept="python", config=config, stats=stats,
-                         progress=False)  # fmt: skip
+    two = steering_sweep(tiny_model, sae, [3, 8, 9], PROMPTS[:2], probe=probe, concept="python", config=config,
+                         stats=stats, progress=False)  # fmt: skip
     base = lambda r: r.scores[r.scores.feature == -1].sort_values(["prompt_index", "sample"]).text.tolist()  # noqa: E731
     assert base(one) == base(two)
 
 
-def test_bad_sweeps_are_refused(model, setup):
+def test_bad_sweeps_are_refused(tiny_model, setup):
     sae, probe, stats = setup
     with pytest.raises(ValueError, match="probe knows"):
-        steering_sweep(model, sae, [3], PROMPTS, probe=probe, concept="math", stats=stats)
+        steering_sweep(tiny_model, sae, [3], PROMPTS, probe=probe, concept="math", stats=stats)
     with pytest.raises(ValueError, match="out of range"):
-        steering_sweep(model, sae, [16], PROMPTS, probe=probe, concept="python", stats=stats)
+        steering_sweep(tiny_model, sae, [16], PROMPTS, probe=probe, concept="python", stats=stats)
     with pytest.raises(ValueError, match="empty"):
-        steering_sweep(model, sae, [3], ["", "x"], probe=probe, concept="python", stats=stats)
+        steering_sweep(tiny_model, sae, [3], ["", "x"], probe=probe, concept="python", stats=stats)

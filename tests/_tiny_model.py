@@ -21,6 +21,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 from saelab.models import EMBEDDED_MODEL, EMBEDDED_MODELS, gguf_path
 
 TINY_MODEL_NAME = "tiny-smollm2-shape"
+D_MODEL = 64
 
 # What writes into the residual stream is scaled so that its norms resemble SmolLM2's middle
 # layers (~200 per token), which the random test SAEs' defaults are tuned to
@@ -44,7 +45,7 @@ def tiny_config(*, n_ctx: int = 512) -> HookedTransformerConfig:
         model_name=TINY_MODEL_NAME,
         tokenizer_name=TINY_MODEL_NAME,
         n_layers=30,
-        d_model=64,
+        d_model=D_MODEL,
         d_head=16,
         n_heads=4,
         n_key_value_heads=2,

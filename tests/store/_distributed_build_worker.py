@@ -5,7 +5,7 @@ usage: python tests/store/_distributed_build_worker.py JOB_FILE
 JOB_FILE is JSON: ``{"timeout_s": float, "out": folder, "runs": [run, ...]}``, each run
 ``{"name": str, "root": folder, "stop_before": n or null, "die_before": n or null}``. The
 rank joins the job the test launched it into (RANK, WORLD_SIZE, ... in the environment),
-loads the real model and the store tests' documents, and builds the ``tiny_cfg(root)``
+builds the tiny model (tests/_tiny_model.py) and loads the store tests' documents, and builds the ``tiny_cfg(root)``
 store of each run in turn with ``build_store(..., world=world)``. Counting this rank's
 shard writes from 1, it raises KeyboardInterrupt right before the ``stop_before``-th (an
 interruption: the rank goes on with the next run, so give it to every rank or none), and
@@ -31,6 +31,7 @@ import saelab  # noqa: E402
 import saelab.store.shards as shards_mod  # noqa: E402
 from saelab.distributed import join, leave  # noqa: E402
 from saelab.store import build_store  # noqa: E402
+from tests._tiny_model import build_tiny_model  # noqa: E402
 from tests.store._helpers import tiny_cfg  # noqa: E402
 
 REAL_WRITE = shards_mod.write_shard
@@ -56,7 +57,7 @@ def main(job_file: str) -> None:
     job = json.loads(Path(job_file).read_text())
     world = join(timeout_s=job["timeout_s"])
     assert world is not None, "launch with RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set"
-    model = saelab.load_model("smollm2-135m", device="cpu")
+    model = build_tiny_model()
     docs = saelab.load_dataset()["text"].tolist()[::3]  # as tests/store/conftest.py
     try:
         for run in job["runs"]:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import torch
 
 from saelab.store import StoreConfig
+from tests._tiny_model import D_MODEL, TINY_MODEL_NAME
 
 HOOKS = ("blocks.1.hook_resid_pre", "blocks.3.hook_resid_pre")
-ROW_BYTES = 576 * 2  # one fp16 row of SmolLM2's residual stream
+ROW_BYTES = D_MODEL * 2  # one fp16 row of the tiny model's residual stream
 
 
 def tiny_cfg(root, **overrides) -> StoreConfig:
@@ -21,6 +22,7 @@ def tiny_cfg(root, **overrides) -> StoreConfig:
         model_batch_size=3,
         held_out_fraction=0.2,
         cache_root=str(root),
+        model_name=TINY_MODEL_NAME,
     )
     return StoreConfig(**{**base, **overrides})
 

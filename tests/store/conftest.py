@@ -1,5 +1,5 @@
 """Fixtures shared by the store tests: documents from the labelled dataset and one small
-store built from them on the real model. Session-scoped: building is the slow part, and the
+store built from them on the tiny model. Session-scoped: building is the slow part, and the
 tests only read the store."""
 
 from __future__ import annotations
@@ -17,5 +17,5 @@ def docs():
 
 
 @pytest.fixture(scope="session")
-def store(model, docs, tmp_path_factory):
-    return build_store(model, docs, tiny_cfg(tmp_path_factory.mktemp("store")), progress=False)
+def store(tiny_model, docs, tmp_path_factory):
+    return build_store(tiny_model, docs, tiny_cfg(tmp_path_factory.mktemp("store")), progress=False)

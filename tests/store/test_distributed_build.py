@@ -1,7 +1,7 @@
 """saelab.store.distributed: ``build_store(..., world=...)`` across real processes (gloo on CPU).
 
 Ranks are started as ``torchrun`` starts them (RANK, WORLD_SIZE, MASTER_ADDR, ... in the
-environment) and run ``_distributed_build_worker.py`` on the real model. Checked here:
+environment) and run ``_distributed_build_worker.py`` on the tiny model. Checked here:
 
 * two ranks build the single-process store: same folder (cache key), tokens, shard layout
   and activations, each rank computing its share of the shards, and nothing left behind;
@@ -95,7 +95,7 @@ def two_ranks(request, tmp_path_factory) -> TwoRanks:
     runs = [{"name": name, "root": str(roots[FOLDER[name]]), **spec} for name, spec in RUNS.items()]
     job = _launch(tmp_path_factory.mktemp("job"), runs, die_rank=1)
     try:  # this process loads the model and builds the reference store while the ranks start
-        model, docs = request.getfixturevalue("model"), request.getfixturevalue("docs")
+        model, docs = request.getfixturevalue("tiny_model"), request.getfixturevalue("docs")
         request.getfixturevalue("store")
     except BaseException:
         job.kill()
@@ -174,7 +174,7 @@ def test_two_ranks_resume_computes_only_the_missing_shards(two_ranks, store):
     assert [r["written"] for r in resumed] == _shares(n, list(range(2, n)))
 
 
-def test_dead_rank_leaves_an_incomplete_store_that_one_process_resumes(two_ranks, model, docs, store, monkeypatch):
+def test_dead_rank_leaves_an_incomplete_store_that_one_process_resumes(two_ranks, tiny_model, docs, store, monkeypatch):
     job, path = two_ranks.job, two_ranks.paths["broken"]
     (rc0, end0), (rc1, end1) = two_ranks.exits[0], two_ranks.exits[1]
     assert rc1 == -9  # SIGKILL, right before its second shard
@@ -202,13 +202,13 @@ def test_dead_rank_leaves_an_incomplete_store_that_one_process_resumes(two_ranks
 
     # One process resumes the 2-rank build: it computes the dead rank's missing shards only.
     written = _record_writes(monkeypatch)
-    resumed = build_store(model, docs, tiny_cfg(path.parent), progress=False)
+    resumed = build_store(tiny_model, docs, tiny_cfg(path.parent), progress=False)
     assert resumed.path == path
     assert written == [i for i in range(n) if i not in {1, *broken["written"]}]
     _assert_same_store(resumed, store, exact=_same_threads())
 
 
-def test_a_job_of_one_builds_as_a_lone_process(model, docs, store, tmp_path, monkeypatch):
+def test_a_job_of_one_builds_as_a_lone_process(tiny_model, docs, store, tmp_path, monkeypatch):
     # In this process (no start-up to pay): torchrun's variables for a world of one.
     for name, value in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1").items():
         monkeypatch.setenv(name, value)
@@ -217,7 +217,7 @@ def test_a_job_of_one_builds_as_a_lone_process(model, docs, store, tmp_path, mon
     world = join(timeout_s=TIMEOUT_S)
     try:
         assert world is not None and world.world_size == 1
-        one = build_store(model, docs, tiny_cfg(tmp_path), progress=False, world=world)
+        one = build_store(tiny_model, docs, tiny_cfg(tmp_path), progress=False, world=world)
     finally:
         leave()
     assert written == list(range(len(store.manifest["shards"])))

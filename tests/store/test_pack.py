@@ -10,8 +10,8 @@ from saelab.extract.tokens import encode_texts as encode
 from saelab.store.pack import keep_mask, tokenize_corpus
 
 
-def test_tokenize_corpus_packs_documents_with_bos_and_separators(model):
-    tok = model.tokenizer
+def test_tokenize_corpus_packs_documents_with_bos_and_separators(tiny_model):
+    tok = tiny_model.tokenizer
     docs = ["The cat sat on the mat.", "def f(x):\n    return x + 1", "Bonjour à tous !"] * 4
     rows = tokenize_corpus(docs, tok, seq_len=8, bos_id=tok.bos_token_id)
     stream = [t for ids in encode(tok, docs) for t in [*ids, tok.eos_token_id]]

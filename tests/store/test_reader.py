@@ -10,6 +10,7 @@ import torch
 
 from saelab.store import ActivationStore
 from saelab.store.config import STORE_VERSION
+from tests._tiny_model import D_MODEL
 from tests.store._helpers import HOOKS, epoch, row_set
 
 
@@ -20,7 +21,7 @@ def test_manifest_round_trip(store):
     assert opened.key == store.key == manifest["key"]
     assert opened.config == store.config and opened.hooks == HOOKS
     assert opened.n_rows("all") == manifest["n_rows"] == sum(s["n_rows"] for s in manifest["shards"])
-    assert [opened.d_in(h) for h in HOOKS] == [576, 576]
+    assert [opened.d_in(h) for h in HOOKS] == [D_MODEL, D_MODEL]
     assert opened.dtype == torch.float16
     assert manifest["corpus"]["tokens_by_source"]["docs"] == opened.n_seq * 31
     for shard in manifest["shards"]:

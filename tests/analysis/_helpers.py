@@ -1,5 +1,5 @@
 """What several analysis test files share: the planted-truth synthetic layout, a brute-force
-AUROC reference, and the texts and hook of the real-model tests."""
+AUROC reference, and the texts and hook of the model tests."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ N_CAT, PER_CAT, D_SAE = 7, 20, 300
 PLANTED = {c: 10 + 37 * c for c in range(N_CAT)}  # category -> its specialist feature
 CONSTANT = 299
 
-# The real-model tests: a small random SAE at an early hook, on a few varied texts.
+# The model tests: a small random SAE at an early hook, on a few varied texts.
 HOOK = "blocks.4.hook_resid_pre"
 TEXTS = [
     "def add(a, b):\n    return a + b",

@@ -1,5 +1,5 @@
 """Fixtures shared by the analysis tests: planted-truth synthetic activations with their
-specialists table, and a small random SAE on the real model.
+specialists table, and a small random SAE on the tiny model.
 
 Both are session-scoped: several files read them, none changes them, and building them
 (20,000 permutations; a model pass) is the slow part.
@@ -31,5 +31,5 @@ def synthetic():
 
 
 @pytest.fixture(scope="session")
-def sae(model, make_sae):
-    return make_sae(model.cfg.d_model, 64, HOOK, seed=3)
+def sae(tiny_model, make_sae):
+    return make_sae(tiny_model.cfg.d_model, 64, HOOK, seed=3)

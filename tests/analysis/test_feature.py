@@ -1,5 +1,7 @@
 """saelab.analysis.feature: one feature's summary (density, histogram, category means,
-Neuronpedia link) and its logit lens, on the real model with a small random SAE."""
+Neuronpedia link) on the tiny model, and its logit lens on the real one (a planted embedding
+row promotes its own token only where embedding and unembedding were trained together), each
+with a small random SAE."""
 
 from __future__ import annotations
 
@@ -30,9 +32,9 @@ def test_logit_lens_promotes_a_planted_token(model, make_sae):
     assert suppressed.token_id.iloc[0] == the and suppressed.logit.is_monotonic_increasing
 
 
-def test_feature_summary_parts(model, sae):
-    per_token = saelab.extract_per_token(model, sae, TEXTS)
-    pooled = saelab.extract_features(model, sae, TEXTS)
+def test_feature_summary_parts(tiny_model, sae):
+    per_token = saelab.extract_per_token(tiny_model, sae, TEXTS)
+    pooled = saelab.extract_features(tiny_model, sae, TEXTS)
     labels = ["code", "prose", "code", "math", "prose", "prose", "formal"]
     f = int((pooled > 0).sum(0).argmax())
     summary = analysis.feature_summary(sae, f, pooled=pooled, per_token=per_token, labels=labels, bins=10)

@@ -1,5 +1,5 @@
 """saelab.analysis.max_activating: where a feature fires, token by token. Streamed top examples
-equal a brute-force search on the real model; token profiles and a text's top features are
+equal a brute-force search on the tiny model; token profiles and a text's top features are
 checked on hand-made per-token features."""
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ def brute_force_top(per_token, feature: int, k: int) -> list[tuple[float, int, i
     return sorted(entries, key=lambda e: (-e[0], e[1], e[2]))[:k]
 
 
-def test_streamed_top_examples_equal_brute_force(model, sae):
+def test_streamed_top_examples_equal_brute_force(tiny_model, sae):
     # batch_size=1 on both sides: every text runs alone, so values are bit-identical.
-    everything = saelab.extract_per_token(model, sae, TEXTS, batch_size=1)
+    everything = saelab.extract_per_token(tiny_model, sae, TEXTS, batch_size=1)
     k, window = 4, (3, 2)
     streamed = analysis.top_examples(
-        model, sae, (t for t in TEXTS), FEATURES, top=k, window=window, batch_size=1, chunk_size=2, progress=False
+        tiny_model, sae, (t for t in TEXTS), FEATURES, top=k, window=window, batch_size=1, chunk_size=2, progress=False
     )
     assert list(streamed.frame.columns) == [
         "feature", "rank", "value", "text_index", "position", "token",
@@ -54,7 +54,7 @@ def test_streamed_top_examples_equal_brute_force(model, sae):
             n_checked += 1
     assert n_checked >= 8  # the random SAE really fires on these texts
     # Chunking does not change the answer.
-    whole = analysis.top_examples(model, sae, TEXTS, FEATURES, top=k, window=window, batch_size=1, progress=False)
+    whole = analysis.top_examples(tiny_model, sae, TEXTS, FEATURES, top=k, window=window, batch_size=1, progress=False)
     assert whole.frame.drop(columns=["context_tokens", "context_values"]).equals(
         streamed.frame.drop(columns=["context_tokens", "context_values"])
     )
@@ -63,16 +63,16 @@ def test_streamed_top_examples_equal_brute_force(model, sae):
     assert at_hand.frame.equals(streamed.frame)
 
 
-def test_top_examples_rejects_bad_input(model, sae):
+def test_top_examples_rejects_bad_input(tiny_model, sae):
     with pytest.raises(ValueError, match="out of range"):
-        analysis.top_examples(model, sae, TEXTS, [64], progress=False)
+        analysis.top_examples(tiny_model, sae, TEXTS, [64], progress=False)
     with pytest.raises(ValueError, match="texts is empty"):
-        analysis.top_examples(model, sae, iter([]), [1], progress=False)
+        analysis.top_examples(tiny_model, sae, iter([]), [1], progress=False)
     with pytest.raises(ValueError, match="window"):
-        analysis.top_examples(model, sae, TEXTS, [1], window=(-1, 2), progress=False)
+        analysis.top_examples(tiny_model, sae, TEXTS, [1], window=(-1, 2), progress=False)
     with pytest.raises(ValueError, match="out of range"):
-        analysis.top_examples_in(saelab.extract_per_token(model, sae, TEXTS[:1]), [64])
-    result = analysis.top_examples(model, sae, TEXTS[:1], [1], top=1, progress=False)
+        analysis.top_examples_in(saelab.extract_per_token(tiny_model, sae, TEXTS[:1]), [64])
+    result = analysis.top_examples(tiny_model, sae, TEXTS[:1], [1], top=1, progress=False)
     with pytest.raises(ValueError, match="not requested"):
         result.for_feature(2)
 

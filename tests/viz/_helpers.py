@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 
 SAES = ["L5", "L10", "L15", "L20"]
 
-# The explorers run on the real model with small random SAEs (the `saes` and `data` fixtures).
+# The explorers run on the tiny model with small random SAEs (the `saes` and `data` fixtures).
 TEXTS = [
     "def add(a, b):\n    return a + b",
     "for i in range(10): print(i)",

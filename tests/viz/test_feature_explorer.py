@@ -1,4 +1,4 @@
-"""saelab.viz.feature_explorer: the feature explorer widget on the real model with small
+"""saelab.viz.feature_explorer: the feature explorer widget on the tiny model with small
 random SAEs. Every control drives every panel, and to_html writes a self-contained page."""
 
 from __future__ import annotations
@@ -102,12 +102,12 @@ def test_select_rejects_unknown_choices(data):
         ex.select(rank_by="loudest")
 
 
-def test_neuronpedia_link_when_the_sae_has_an_id(model, make_sae):
+def test_neuronpedia_link_when_the_sae_has_an_id(tiny_model, make_sae):
     from saelab.saes import sae_neuronpedia_url
 
-    sae = make_sae(model.cfg.d_model, 16, "blocks.2.hook_resid_pre", seed=5)
+    sae = make_sae(tiny_model.cfg.d_model, 16, "blocks.2.hook_resid_pre", seed=5)
     sae.cfg.metadata.neuronpedia_id = "smollm2-135m/2-test"
-    one_sae = viz.ExplorerData.build(model, {"L2": sae}, TEXTS, LABELS, use_cache=False)
+    one_sae = viz.ExplorerData.build(tiny_model, {"L2": sae}, TEXTS, LABELS, use_cache=False)
     ex = viz.FeatureExplorer(one_sae).select(feature=7)
     assert f'href="{sae_neuronpedia_url(sae, 7)}"' in ex.header.value
     assert explorer_view.NO_NEURONPEDIA not in ex.header.value

@@ -12,12 +12,12 @@ from tests.extract._helpers import hand_made_per_token
 from tests.viz._helpers import data_values
 
 
-def test_text_explorer_shows_the_top_features_of_a_text(model, saes):
+def test_text_explorer_shows_the_top_features_of_a_text(tiny_model, saes):
     import functools
 
     import saelab
 
-    encode = functools.partial(saelab.extract_per_token, model, saes["L4"])
+    encode = functools.partial(saelab.extract_per_token, tiny_model, saes["L4"])
     te = viz.TextExplorer(encode, top=3)
     text = "def area(r):\n    return 3.14 * r ** 2"
     te.set_text(text)
@@ -31,7 +31,7 @@ def test_text_explorer_shows_the_top_features_of_a_text(model, saes):
     assert f"feature {top}: " in te.output.value and "⏎" in te.output.value
 
 
-def test_text_explorer_reports_bad_input(model, saes):
+def test_text_explorer_reports_bad_input(tiny_model, saes):
     te = viz.TextExplorer(lambda texts: None, top=2)
     with pytest.raises(ValueError, match="text is empty"):
         te.set_text("   ")

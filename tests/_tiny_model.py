@@ -31,7 +31,7 @@ RESIDUAL_NORM = 200.0
 
 
 @functools.cache
-def smollm2_tokenizer():
+def load_smollm2_tokenizer():
     """SmolLM2's tokenizer, read straight from the GGUF (~4 s; no model, no conversion)."""
     from transformers import AutoTokenizer
 
@@ -71,7 +71,7 @@ def build_tiny_model(seed: int = 0) -> HookedTransformer:
     cfg = tiny_config()
     # A copy each: TransformerLens's to_tokens switches padding on in the tokenizer it uses,
     # and that setting is part of the tokenizer's (and so the model's) identity.
-    model = HookedTransformer(cfg, tokenizer=copy.deepcopy(smollm2_tokenizer()), move_to_device=False)
+    model = HookedTransformer(cfg, tokenizer=copy.deepcopy(load_smollm2_tokenizer()), move_to_device=False)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in model.named_parameters():

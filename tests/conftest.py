@@ -19,7 +19,7 @@ from sae_lens.saes.sae import SAEMetadata
 
 import saelab
 from saelab._util.keys import model_identity
-from tests._tiny_model import build_tiny_model
+from tests._tiny_model import build_tiny_model, load_smollm2_tokenizer
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by these marks
@@ -34,6 +34,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def model():
     """The real embedded model (SmolLM2-135M), on CPU. Tests that use it run in the full tier only."""
     return saelab.load_model("smollm2-135m", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer():
+    """SmolLM2's tokenizer alone, for tests that count or pack tokens without a model."""
+    return load_smollm2_tokenizer()
 
 
 @pytest.fixture(scope="session")

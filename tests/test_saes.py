@@ -92,16 +92,16 @@ def test_load_model_for_sae_follows_metadata(monkeypatch, make_sae):
         saes.load_model_for_sae(sae)
 
 
-def test_sae_for_another_model_is_rejected(model, make_sae):
+def test_sae_for_another_model_is_rejected(tiny_model, make_sae):
     gpt2_sized = make_sae(768, 16, "blocks.6.hook_resid_pre", model_name="gpt2-small")
-    with pytest.raises(ValueError, match=r"d_in=768 does not match .*d_model=576"):
-        saelab.extract_features(model, gpt2_sized, ["x"])
-    too_deep = make_sae(576, 16, "blocks.40.hook_resid_pre")
+    with pytest.raises(ValueError, match=rf"d_in=768 does not match .*d_model={tiny_model.cfg.d_model}"):
+        saelab.extract_features(tiny_model, gpt2_sized, ["x"])
+    too_deep = make_sae(tiny_model.cfg.d_model, 16, "blocks.40.hook_resid_pre")
     with pytest.raises(ValueError, match="only 30 layers"):
-        saelab.extract_features(model, too_deep, ["x"])
-    nonsense = make_sae(576, 16, "blocks.3.hook_nonsense")
+        saelab.extract_features(tiny_model, too_deep, ["x"])
+    nonsense = make_sae(tiny_model.cfg.d_model, 16, "blocks.3.hook_nonsense")
     with pytest.raises(ValueError, match="no such hook point"):
-        saelab.extract_features(model, nonsense, ["x"])
+        saelab.extract_features(tiny_model, nonsense, ["x"])
 
 
 BUNDLED = saelab.saes.bundled_suite_dir() / "blocks.20.hook_resid_pre"

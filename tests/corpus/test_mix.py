@@ -13,8 +13,8 @@ from saelab.extract.tokens import encode_texts
 
 
 @pytest.fixture(scope="module")
-def tokenizer(model):
-    return model.tokenizer
+def tokenizer(smollm2_tokenizer):
+    return smollm2_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -39,19 +39,19 @@ def test_hf_source_fails_clearly_without_datasets_or_network(monkeypatch):
         next(iter_documents(cfg))
 
 
-def test_model_samples_are_seeded_cached_and_optional(model, tmp_path, monkeypatch):
+def test_model_samples_are_seeded_cached_and_optional(tiny_model, tmp_path, monkeypatch):
     monkeypatch.setenv("SAELAB_CACHE", str(tmp_path))
     prompts = ("Dear Sir,", "lol my cat")
-    texts = sample_model_texts(model, prompts, n=3, max_new_tokens=2, seed=1)
+    texts = sample_model_texts(tiny_model, prompts, n=3, max_new_tokens=2, seed=1)
     assert len(texts) == 3
     # n is split across the prompts in order: two for the first, one for the second.
     assert [t.startswith(p) for t, p in zip(texts, (prompts[0], prompts[0], prompts[1]), strict=True)] == [True] * 3
-    assert sample_model_texts(model, prompts, n=3, max_new_tokens=2, seed=1, cache=False) == texts
+    assert sample_model_texts(tiny_model, prompts, n=3, max_new_tokens=2, seed=1, cache=False) == texts
 
     def no_generation(*args, **kwargs):
         raise AssertionError("generated again instead of reading the cache")
 
-    monkeypatch.setattr(model, "generate", no_generation)
-    assert sample_model_texts(model, prompts, n=3, max_new_tokens=2, seed=1) == texts
+    monkeypatch.setattr(tiny_model, "generate", no_generation)
+    assert sample_model_texts(tiny_model, prompts, n=3, max_new_tokens=2, seed=1) == texts
     with pytest.raises(ValueError, match="needs the model"):
         build_mix(CorpusConfig(target_tokens=1000, model_samples=2))

@@ -150,16 +150,16 @@ def test_saes_are_read_through_their_decoder(make_sae):
     assert (best["best_match"].to_numpy() == np.arange(40)).all() and best["matched"].all()
 
 
-def test_per_token_pairs_need_the_same_tokens(model, make_sae):
+def test_per_token_pairs_need_the_same_tokens(tiny_model, make_sae):
     import saelab
 
-    d = model.cfg.d_model
+    d = tiny_model.cfg.d_model
     saes = {"a": make_sae(d, 32, "blocks.1.hook_resid_pre"), "b": make_sae(d, 32, "blocks.2.hook_resid_pre", seed=1)}
     texts = ["The cat sat on the mat.", "def f(x):\n    return x + 1"]
-    found = saelab.extract_per_token_multi(model, saes, texts)
+    found = saelab.extract_per_token_multi(tiny_model, saes, texts)
     [(chunk_a, chunk_b)] = per_token_pairs(found["a"], found["b"])
     assert chunk_a.shape == chunk_b.shape == (found["a"].row_ptr.numel() - 1, 32)
-    other = saelab.extract_per_token_multi(model, saes, texts[:1])
+    other = saelab.extract_per_token_multi(tiny_model, saes, texts[:1])
     with pytest.raises(ValueError, match="not of the same tokens"):
         per_token_pairs(found["a"], other["b"])
 

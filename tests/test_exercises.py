@@ -1,5 +1,5 @@
 """The notebooks' exercises: a correct answer passes its check, and each usual mistake gets
-the hint written for it. On the real model with a small random SAE."""
+the hint written for it. On the tiny model with a small random SAE."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ TEXTS = ["Hi!", "def add(a, b):\n    return a + b", "The committee approved the 
 
 
 @pytest.fixture(scope="module")
-def sae(model, make_sae):
-    return make_sae(model.cfg.d_model, 64, HOOK, seed=5, input_norm=30.0)
+def sae(tiny_model, make_sae):
+    return make_sae(tiny_model.cfg.d_model, 64, HOOK, seed=5, input_norm=30.0)
 
 
 @pytest.fixture(scope="module")
-def padded(model, sae):
-    return padded_features(model, sae, TEXTS)
+def padded(tiny_model, sae):
+    return padded_features(tiny_model, sae, TEXTS)
 
 
 def masked_mean(features, mask):  # the notebook's solution
@@ -27,8 +27,8 @@ def masked_mean(features, mask):  # the notebook's solution
     return (features * keep).sum(dim=1) / keep.sum(dim=1)
 
 
-def test_the_padded_batch_masks_bos_and_pads_and_keeps_the_given_order(model, padded):
-    lengths = [len(model.to_tokens(t)[0]) for t in TEXTS]  # BOS included
+def test_the_padded_batch_masks_bos_and_pads_and_keeps_the_given_order(tiny_model, padded):
+    lengths = [len(tiny_model.to_tokens(t)[0]) for t in TEXTS]  # BOS included
     assert padded.features.shape == (len(TEXTS), max(lengths), 64)
     assert padded.mask.sum(dim=1).tolist() == [n - 1 for n in lengths]
     assert not padded.mask[:, 0].any()
@@ -85,19 +85,19 @@ def ce_loss_recovered(model, sae, hook, tokens, *, splice_bos=False):  # the not
 
 
 @pytest.fixture(scope="module")
-def tokens(model):
-    return model.to_tokens(TEXTS[1:])[:, :12]  # both rows have at least 12 tokens: no padding
+def tokens(tiny_model):
+    return tiny_model.to_tokens(TEXTS[1:])[:, :12]  # both rows have at least 12 tokens: no padding
 
 
-def test_ce_loss_recovered_with_two_hooks_matches_the_library(model, sae, tokens):
-    check = check_ce_loss_recovered(ce_loss_recovered, model, sae, tokens)
+def test_ce_loss_recovered_with_two_hooks_matches_the_library(tiny_model, sae, tokens):
+    check = check_ce_loss_recovered(ce_loss_recovered, tiny_model, sae, tokens)
     assert check.passed, str(check)
 
 
-def test_a_wrong_ce_loss_recovered_shows_the_library_losses(model, sae, tokens):
+def test_a_wrong_ce_loss_recovered_shows_the_library_losses(tiny_model, sae, tokens):
     def spliced_bos(model, sae, hook, tokens):
         return ce_loss_recovered(model, sae, hook, tokens, splice_bos=True)
 
-    check = check_ce_loss_recovered(spliced_bos, model, sae, tokens)
+    check = check_ce_loss_recovered(spliced_bos, tiny_model, sae, tokens)
     assert not check.passed and "clean" in str(check) and "every position but BOS" in str(check)
-    assert "one number" in str(check_ce_loss_recovered(lambda *args: [0.9], model, sae, tokens))
+    assert "one number" in str(check_ce_loss_recovered(lambda *args: [0.9], tiny_model, sae, tokens))

@@ -69,9 +69,9 @@ def test_bos_is_never_spliced_measured_or_counted(tiny_model, tokens, result, ce
     assert ce_with_bos.n_predictions == result.n_predictions + tokens.shape[0]
 
 
-def _saelens_downstream(tiny_model, sae, tokens, ignore_tokens):
+def _saelens_downstream(model, sae, tokens, ignore_tokens):
     return get_downstream_reconstruction_metrics(
-        sae, tiny_model, StubStore(tokens), ActivationScaler(), compute_kl=True, compute_ce_loss=True,
+        sae, model, StubStore(tokens), ActivationScaler(), compute_kl=True, compute_ce_loss=True,
         n_batches=1, eval_batch_size_prompts=tokens.shape[0], ignore_tokens=ignore_tokens,
     )  # fmt: skip
 

@@ -30,7 +30,7 @@ def tokens(tiny_model):
     return toks
 
 
-def reference_losses(tiny_model, sae, tokens, shift):
+def reference_losses(model, sae, tokens, shift):
     """Next-token losses of a full forward pass whose hook adds ``shift(x, f)`` at every position
     but 0: the ablation written out by hand."""
 
@@ -41,17 +41,17 @@ def reference_losses(tiny_model, sae, tokens, shift):
         return out
 
     with torch.no_grad():
-        logits = tiny_model.run_with_hooks(tokens, fwd_hooks=[(sae.cfg.metadata.hook_name, hook_fn)])
-        clean = tiny_model(tokens)
+        logits = model.run_with_hooks(tokens, fwd_hooks=[(sae.cfg.metadata.hook_name, hook_fn)])
+        clean = model(tokens)
     nll = lambda lg: -F.log_softmax(lg.float(), -1)[:, :-1].gather(-1, tokens[:, 1:, None]).squeeze(-1)  # noqa: E731
     return nll(clean), nll(logits)
 
 
-def active_features(tiny_model, sae, tokens):
+def active_features(model, sae, tokens):
     """Features active somewhere after BOS, most active first."""
     from saelab.extract.hooks import encode_activations, run_hooks
 
-    f = encode_activations(sae, run_hooks(tiny_model, [HOOK], tokens)[HOOK])[0, 1:]
+    f = encode_activations(sae, run_hooks(model, [HOOK], tokens)[HOOK])[0, 1:]
     counts = (f > 0).sum(dim=0)
     return [int(i) for i in torch.argsort(counts, descending=True) if counts[i] > 0]
 
@@ -83,7 +83,7 @@ def test_mean_ablation_writes_the_statistics_mean(tiny_model, sae, tokens, monke
     mean[feature] = 3.0
     stats = FeatureStats(typical_max=torch.ones(D_SAE), mean=mean, frequency=torch.ones(D_SAE), n_texts=1, n_tokens=1)
     measured = []
-    monkeypatch.setattr(ablation, "feature_stats", lambda tiny_model, sae: measured.append(1) or stats)
+    monkeypatch.setattr(ablation, "feature_stats", lambda model, sae: measured.append(1) or stats)
     result = ablate(tiny_model, sae, [feature], tokens, mode="mean", stats=stats)
     assert measured == []
     shift = lambda x, f: (3.0 - f[..., feature, None]) * sae.W_dec[feature]  # noqa: E731

@@ -13,8 +13,8 @@ HOOK = "blocks.3.hook_resid_pre"
 TOKENS = torch.tensor([[1, 504, 3250, 314, 253, 1345, 28, 22], [1, 2683, 11, 1127, 2, 17, 3389, 7]])
 
 
-def _hooks_left(tiny_model) -> int:
-    return sum(len(hp.fwd_hooks) for hp in tiny_model.hook_dict.values())
+def _hooks_left(model) -> int:
+    return sum(len(hp.fwd_hooks) for hp in model.hook_dict.values())
 
 
 def test_no_edit_gives_the_clean_logits_for_every_sae_of_the_suite(model):

@@ -21,8 +21,8 @@ def _stats(d_sae: int, typical: float = 2.0) -> FeatureStats:
     return FeatureStats(typical_max, torch.zeros(d_sae), torch.zeros(d_sae), n_texts=10, n_tokens=100)
 
 
-def _resid_after(tiny_model, tokens):
-    return tiny_model.run_with_cache(tokens, names_filter=[HOOK])[1][HOOK]
+def _resid_after(model, tokens):
+    return model.run_with_cache(tokens, names_filter=[HOOK])[1][HOOK]
 
 
 def test_add_moves_every_position_but_bos_by_strength_times_typical_max_times_the_decoder_row(tiny_model, make_sae):

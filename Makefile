@@ -13,8 +13,8 @@ TORCH_PIN := torch==2.13.0
 help:
 	@echo "make setup      create .venv and install everything (idempotent)"
 	@echo "make lint       ruff over the library, tests, benches and scripts; pyright over all but the tests"
-	@echo "make test       run the test suite (sets up first)"
-	@echo "make test-fast  run only the fast tests"
+	@echo "make test       run the whole test suite and list its 25 slowest tests (what CI runs; sets up first)"
+	@echo "make test-fast  the fast tier, under 3 min on 2 cores: all but the tests marked slow (no real model)"
 	@echo "make demo       execute all notebooks headless into outputs/, figures into assets/"
 	@echo "make lab        open the notebooks in JupyterLab (run them cell by cell)"
 	@echo "make bench      run the benchmarks in bench/ (extraction, then training vs SAELens: ~20 min)"
@@ -44,9 +44,12 @@ lint: setup
 	$(VENV)/bin/ruff check saelab tests bench scripts
 	$(VENV)/bin/pyright
 
+# The whole suite, what CI runs; --durations keeps the slowest tests in view.
 test: setup
-	$(PY) -m pytest -ra
+	$(PY) -m pytest -ra --durations=25
 
+# For development: tests that check logic run on a tiny random model; those that need
+# SmolLM2 itself (tests/conftest.py marks them real_model), notebooks and browsers are slow.
 test-fast: setup
 	$(PY) -m pytest -ra -m "not slow"
 

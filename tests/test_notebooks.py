@@ -1,5 +1,6 @@
-"""The notebooks: stored clean, parameterised, one parameter away from the gpt2 profile, and
-each runs top to bottom in a fresh kernel with FAST=True, exporting its figures."""
+"""The notebooks: stored clean, parameterised, one parameter away from the gpt2 profile, thin
+(helpers only in exercise cells), and each runs top to bottom in a fresh kernel with FAST=True,
+exporting its figures and passing its exercises' checks with the solutions they hold."""
 
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ FIGURES = {
     ],
 }  # fmt: skip
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+EXERCISE = "# Exercise:"
+"""First line of an exercise cell: the only kind of cell that may define a function."""
+MAX_EXERCISES = 2
 
 
 def _read(path: Path) -> nbformat.NotebookNode:
@@ -83,7 +87,43 @@ def test_notebook_takes_model_and_saes_from_the_profile(path):
     for literal in ("smollm2", "gpt2-small", "saelab-smollm2-135m"):
         assert literal not in without_comments, f"{path.name} hard-codes {literal!r}"
     assert not re.search(r"blocks\.\d+\.hook_\w+", without_comments), f"{path.name} hard-codes a hook name"
-    assert "\ndef " not in "\n" + code, f"{path.name} defines a helper; it belongs in saelab"
+
+
+def _exercises(nb: nbformat.NotebookNode) -> list[int]:
+    return [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.startswith(EXERCISE)]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_defines_functions_only_in_its_exercises(path):
+    """Library work belongs in saelab; a `def` serves an implement-it-yourself exercise, which
+    checks the learner's function against the library in the same cell."""
+    nb = _read(path)
+    exercises = _exercises(nb)
+    assert len(exercises) <= MAX_EXERCISES, f"{path.name} has {len(exercises)} exercises; at most {MAX_EXERCISES}"
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        defines = re.search(r"^\s*(async\s+)?def |^\s*class ", cell.source, re.MULTILINE)
+        if i in exercises:
+            assert "exercises.check_" in cell.source, f"{path.name} cell {i}: an exercise without its check"
+        else:
+            assert not defines, f"{path.name} cell {i} defines a helper outside an exercise; it belongs in saelab"
+
+
+def test_the_series_has_its_exercises():
+    counts = {p.stem: len(_exercises(_read(p))) for p in NOTEBOOKS}
+    assert counts["01_setup"] == 1 and counts["04_custom_training"] == 1, counts
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_opens_with_what_it_teaches_and_how_long_it_takes(path):
+    first = _read(path).cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith(f"# {path.stem[:2]} ·")
+    objectives = first.source.split("**What you will learn**", 1)
+    assert len(objectives) == 2, f"{path.name} opens without its learning objectives"
+    bullets = re.findall(r"^- ", objectives[1].split("\n\n**", 1)[0], re.MULTILINE)
+    assert 3 <= len(bullets) <= 5, f"{path.name} lists {len(bullets)} objectives"
+    assert re.search(r"\*\*Time on a CPU:\*\* about [^\n]*min", first.source), f"{path.name} says no run time"
 
 
 @pytest.mark.slow
@@ -103,6 +143,9 @@ def test_notebook_runs_fast_and_exports_its_figures(path, tmp_path):
     nb = _read(executed)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
+    for i in _exercises(nb):
+        printed = "".join(o.get("text", "") for o in nb.cells[i].outputs if o.output_type == "stream")
+        assert "✓" in printed and "✗" not in printed, f"cell {i}: the exercise's solution fails its check: {printed}"
     for name in FIGURES[path.stem]:
         png = assets / f"{name}.png"
         assert png.is_file() and png.read_bytes()[:8] == PNG_MAGIC, f"{png.name} was not exported"

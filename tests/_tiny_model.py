@@ -70,8 +70,8 @@ def tiny_config() -> HookedTransformerConfig:
 def build_tiny_model(seed: int = 0) -> HookedTransformer:
     """The tiny model, in eval mode, on CPU; the same weights for the same seed in any process."""
     cfg = tiny_config()
-    # A copy each: TransformerLens's to_tokens switches padding on in the tokenizer it uses,
-    # and that setting is part of the tokenizer's (and so the model's) identity.
+    # A copy each: TransformerLens's to_tokens changes settings of the tokenizer it uses, and
+    # models built here must not share that state.
     model = HookedTransformer(cfg, tokenizer=copy.deepcopy(load_smollm2_tokenizer()), move_to_device=False)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():

@@ -20,7 +20,6 @@ from sae_lens import StandardSAE, StandardSAEConfig
 from sae_lens.saes.sae import SAEMetadata
 
 import saelab
-from saelab._util.keys import model_identity
 from tests._tiny_model import build_tiny_model, load_smollm2_tokenizer
 
 
@@ -47,12 +46,7 @@ def smollm2_tokenizer():
 @pytest.fixture(scope="session")
 def tiny_model():
     """A tiny random model with SmolLM2's architecture, layers and tokenizer, on CPU."""
-    model = build_tiny_model()
-    # Fix its identity now, while the tokenizer is fresh: TransformerLens's to_tokens leaves
-    # padding switched on in the tokenizer, which the identity would otherwise include, so a
-    # cache key here would depend on which test ran first and differ from a fresh process's.
-    model_identity(model)
-    return model
+    return build_tiny_model()
 
 
 @pytest.hookimpl(hookwrapper=True)

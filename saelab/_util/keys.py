@@ -110,12 +110,20 @@ def model_identity(model: HookedTransformer) -> str:
 
 def tokenizer_digest(tokenizer: Any) -> str | None:
     """A key for a tokenizer: its full serialised form (vocabulary, merges, normalisation,
-    special tokens) when it is a fast tokenizer, else its class and vocabulary."""
+    special tokens) when it is a fast tokenizer, else its class and vocabulary.
+
+    Padding and truncation are left out: they are call-time settings, not what the tokenizer
+    computes, and TransformerLens's ``to_tokens`` switches padding on, so hashing them made a
+    model's identity depend on whether anything had been tokenized before it was taken.
+    """
     if tokenizer is None:
         return None
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        return stable_hash(backend.to_str())
+        serialised = json.loads(backend.to_str())
+        serialised.pop("padding", None)
+        serialised.pop("truncation", None)
+        return stable_hash(serialised)
     return stable_hash([type(tokenizer).__name__, sorted(tokenizer.get_vocab().items())])
 
 

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from saelab._util.keys import KEY_LENGTH, model_identity, sae_identity, stable_hash, tensors_digest, texts_digest
+from saelab._util.keys import (
+    KEY_LENGTH,
+    model_identity,
+    sae_identity,
+    stable_hash,
+    tensors_digest,
+    texts_digest,
+    tokenizer_digest,
+)
 
 
 def tiny_model(seed: int = 0) -> HookedTransformer:
@@ -72,3 +82,15 @@ def test_sae_identity_covers_hook_and_weights(make_sae):
 @pytest.mark.parametrize("bad", [object(), {1, 2}])
 def test_stable_hash_of_unusual_objects_is_still_a_string(bad):
     assert len(stable_hash(bad)) == KEY_LENGTH
+
+
+def test_tokenizer_digest_ignores_padding_and_truncation_settings(smollm2_tokenizer):
+    """TransformerLens's to_tokens switches padding on; a model's identity, and every cache
+    key made from it, must not depend on whether anything was tokenized first."""
+    tokenizer = copy.deepcopy(smollm2_tokenizer)
+    fresh = tokenizer_digest(tokenizer)
+    tokenizer.backend_tokenizer.enable_padding(pad_id=0, pad_token="<pad>", direction="left")
+    tokenizer.backend_tokenizer.enable_truncation(max_length=7)
+    assert tokenizer_digest(tokenizer) == fresh
+    tokenizer.add_tokens(["<a-new-token>"])  # what the tokenizer computes does change it
+    assert tokenizer_digest(tokenizer) != fresh

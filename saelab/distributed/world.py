@@ -96,10 +96,20 @@ def join(timeout_s: float = DEFAULT_TIMEOUT_S, backend: str | None = None) -> Wo
     return _current(env, timeout_s)
 
 
-def leave() -> None:
-    """Leave the process group (at the end of a command; harmless when not joined)."""
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def leave(*, finished: bool = True) -> None:
+    """Leave the process group (at the end of a command; harmless when not joined).
+
+    After a finished run every rank first meets the others at a barrier, so that none tears
+    the group down while another is still in its last exchange: under gloo that makes the late
+    rank abort at exit ("terminate called without an active exception"), and a job that did
+    all its work would still be reported failed. After an error (``finished=False``) no rank
+    waits: the others may be inside a collective that a barrier would wrongly meet.
+    """
+    if not dist.is_initialized():
+        return
+    if finished:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def _read_env() -> dict[str, int]:

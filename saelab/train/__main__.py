@@ -106,9 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     world = join(timeout_s=args.dist_timeout)  # None unless torchrun started this process
     logging.basicConfig(level=logging.INFO if world is None or world.is_main else logging.WARNING, format="%(message)s")
     try:
-        return _run(args, world)
-    finally:
-        leave()
+        code = _run(args, world)
+    except BaseException:
+        leave(finished=False)
+        raise
+    leave()
+    return code
 
 
 def _run(args: argparse.Namespace, world: World | None) -> int:

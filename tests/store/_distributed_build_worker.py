@@ -59,6 +59,7 @@ def main(job_file: str) -> None:
     assert world is not None, "launch with RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set"
     model = build_tiny_model()
     docs = saelab.load_dataset()["text"].tolist()[::3]  # as tests/store/conftest.py
+    interrupted = False  # a rank stopped part-way leaves without waiting for the others
     try:
         for run in job["runs"]:
             written: list[int] = []
@@ -70,13 +71,16 @@ def main(job_file: str) -> None:
                 result["path"] = str(store.path)
             except KeyboardInterrupt:
                 result["error"], result["failed_at"] = traceback.format_exc(), time.time()
+                interrupted = True
             except BaseException:
                 result["error"], result["failed_at"] = traceback.format_exc(), time.time()
                 raise
             finally:
                 out.write_text(json.dumps(result))
-    finally:
-        leave()
+    except BaseException:
+        leave(finished=False)
+        raise
+    leave(finished=not interrupted)
 
 
 if __name__ == "__main__":

@@ -58,8 +58,10 @@ def main(job_file: str) -> None:
                 },
                 out,
             )
-    finally:
-        leave()
+    except BaseException:
+        leave(finished=False)
+        raise
+    leave()
 
 
 if __name__ == "__main__":

@@ -55,9 +55,14 @@ def atomic_torch_save(path: Path, obj: object) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write text under a temporary name, flush it to disk, then rename."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write bytes under a temporary name, flush them to disk, then rename."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(data)
         fsync_path(tmp)
         os.replace(tmp, path)
     finally:

@@ -1,0 +1,5 @@
+# Public names of this package: what a notebook or a user calls, imported on first use
+# (lazy_loader reads this stub); `name as name` marks each as re-exported for type checkers.
+# Modules not listed here stay importable by their full path (`from saelab.x.module import y`).
+from .config import DashboardConfig as DashboardConfig
+from .data import FeatureDashboard as FeatureDashboard, SaeDashboard as SaeDashboard

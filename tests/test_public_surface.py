@@ -26,7 +26,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "saelab"
 STUBS = sorted(PACKAGE.rglob("__init__.pyi"))
-READMES = ("README.md", "saelab/README.md", "data/README.md", "bench/README.md")
+# The docs/ pages too: their Python blocks are as much the public face as the README's.
+READMES = (
+    "README.md",
+    "saelab/README.md",
+    "data/README.md",
+    "bench/README.md",
+    *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md")),
+)
 # Module files that the top level lists beside its packages, because notebooks and the README
 # reach into them as namespaces (`saelab.profiles.get()`, `saelab.saes.sae_neuronpedia_url`).
 TOP_LEVEL_MODULES = {"data", "exercises", "lessons", "profiles", "saes"}

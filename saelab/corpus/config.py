@@ -54,6 +54,7 @@ CORPUS_PACKAGES: Pins = (
     ("umap-learn", "0.5.12"),
     ("tqdm", "4.70.1"),
     ("lazy-loader", "0.6"),
+    ("pydantic", "2.14.4"),
     ("plotly", "7.1.0"),
     ("kaleido", "1.5.0"),
     ("ipywidgets", "8.1.9"),

@@ -18,7 +18,7 @@ from saelab.autointerp.sources import ActivationSource
 from saelab.extract.tokens import token_strings
 
 if TYPE_CHECKING:
-    from saelab.autointerp.collect import PassState
+    from saelab.autointerp.pass_state import PassState
 
 
 class Entry(NamedTuple):
@@ -30,12 +30,13 @@ class Entry(NamedTuple):
 
 def assemble(state: PassState, source: ActivationSource, model: HookedTransformer, dec: Decomposition,
              selected: list[int], cfg: ExamplesConfig) -> dict[int, FeatureExamples]:  # fmt: skip
-    maker = _ContextMaker(state, source, model)
+    maker = ContextMaker(state, source, model)
     threshold = state.calibration.threshold_F.cpu()
     fired = state.fired_S.cpu()
     out = {}
+    every = {name: sel.all_entries() for name, sel in state.selections.items()}
     for j, feature in enumerate(selected):
-        entries = {name: [Entry(*e) for e in sel.entries(j)] for name, sel in state.selections.items()}
+        entries = {name: [Entry(*e) for e in rows[j]] for name, rows in every.items()}
         splits = _split(entries, cfg, random.Random(cfg.seed * 7919 + feature))
         out[feature] = FeatureExamples(
             feature=feature,
@@ -83,7 +84,7 @@ def _spread(pool: list[Entry], n: int, n_quantiles: int, rng: random.Random) -> 
     return sorted(chosen, key=lambda e: -e.value)
 
 
-class _ContextMaker:
+class ContextMaker:
     """Token strings per window, decoded once however many features share the window."""
 
     def __init__(self, state: PassState, source: ActivationSource, model: HookedTransformer) -> None:

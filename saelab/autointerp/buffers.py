@@ -82,3 +82,14 @@ class Selection:
         rows = [(float(self.score_KF[i, feature]), float(self.value_KF[i, feature]), int(self.window_KF[i, feature]),
                  self.acts_KWF[i, :, feature].float().cpu()) for i in keep]  # fmt: skip
         return sorted(rows, key=lambda r: -r[0])
+
+    def all_entries(self) -> list[list[tuple[float, float, int, Tensor]]]:
+        """:meth:`entries` of every feature, moved to the CPU once (for thousands of features,
+        one feature at a time spends most of its time in small copies)."""
+        score = self.score_KF.cpu()
+        order = torch.sort(-score, dim=0, stable=True).indices.T.tolist()
+        finite = torch.isfinite(score).T.tolist()
+        scores, values, windows = score.T.tolist(), self.value_KF.cpu().T.tolist(), self.window_KF.cpu().T.tolist()
+        acts = self.acts_KWF.float().cpu().permute(2, 0, 1)  # [F, K, W]
+        return [[(scores[f][i], values[f][i], windows[f][i], acts[f, i]) for i in order[f] if finite[f][i]]
+                for f in range(len(order))]  # fmt: skip

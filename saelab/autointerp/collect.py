@@ -15,10 +15,8 @@ Suffixes: ``N`` windows in a chunk, ``W`` tokens per window, ``F`` all features,
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -37,26 +35,10 @@ from saelab.autointerp.calibrate import Calibration, calibrate, signs
 from saelab.autointerp.config import ExamplesConfig
 from saelab.autointerp.decompositions import Decomposition
 from saelab.autointerp.example_set import ExampleSet
+from saelab.autointerp.pass_state import Observer, PassState, load_partial, restore, save_partial, snapshot
 from saelab.autointerp.sources import ActivationSource, Chunk
 
 SELECTIONS = ("top", "activating", "non_activating", "hard")
-
-
-@dataclass
-class PassState:
-    """Everything a pass has gathered so far; saved as a checkpoint and resumed from."""
-
-    next_chunk: int
-    calibration: Calibration
-    selections: dict[str, Selection]
-    windows: list[Tensor]
-    """Per chunk, ``[N, 4]`` rows (sequence, start, first valid offset, end offset)."""
-    fired_S: Tensor
-    n_tokens: int
-
-    @property
-    def n_windows(self) -> int:
-        return sum(len(w) for w in self.windows)
 
 
 def examples_key(source: ActivationSource, decomposition: Decomposition, features: Sequence[int],
@@ -80,27 +62,64 @@ def collect_examples(
     cfg = config or ExamplesConfig()
     selected = _check_features(features, decomposition.n_features)
     key = examples_key(source, decomposition, selected, cfg)
-    folder = cache_dir() / "autointerp" / "examples"
-    final, partial = folder / f"{key}.jsonl", folder / f"{key}.partial.pt"
+    final = examples_path(key)
     if cache and final.is_file():
         return ExampleSet.load(final)
-    dev = torch.device(device) if device is not None else _default_device(model)
     started = time.perf_counter()
-    state = _load_partial(partial, dev) if cache else None
+    state = run_pass(source, decomposition, model, selected, cfg, cache=cache, progress=progress, device=device)
+    return finish_examples(state, source, decomposition, model, selected, cfg, seconds=time.perf_counter() - started,
+                           cache=cache)  # fmt: skip
+
+
+def examples_path(key: str) -> Path:
+    return cache_dir() / "autointerp" / "examples" / f"{key}.jsonl"
+
+
+def finish_examples(state: PassState, source: ActivationSource, decomposition: Decomposition,
+                    model: HookedTransformer, selected: list[int], cfg: ExamplesConfig, *, seconds: float,
+                    cache: bool = True) -> ExampleSet:  # fmt: skip
+    """The examples of a finished pass, saved where :func:`collect_examples` looks for them."""
+    examples = assemble(state, source, model, decomposition, selected, cfg)
+    key = examples_key(source, decomposition, selected, cfg)
+    result = ExampleSet(key, decomposition.name, source.key, cfg, state.n_tokens, examples, seconds=seconds)
+    if cache:
+        result.save(examples_path(key))
+    return result
+
+
+def run_pass(
+    source: ActivationSource,
+    decomposition: Decomposition,
+    model: HookedTransformer,
+    selected: list[int],
+    cfg: ExamplesConfig,
+    *,
+    observers: Sequence[Observer] = (),
+    encode_all: bool = False,
+    cache: bool = True,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+) -> PassState:
+    """The pass itself, resumable: its selections of ``selected`` (checked ids), with
+    ``observers`` fed every chunk. ``encode_all`` hands the observers every feature's
+    activations, not only the selected ones and their neighbours."""
+    observers = list(observers)
+    key = stable_hash([examples_key(source, decomposition, selected, cfg), [o.key for o in observers], encode_all])
+    partial = cache_dir() / "autointerp" / "examples" / f"{key}.partial.pt"
+    dev = torch.device(device) if device is not None else _default_device(model)
+    state = load_partial(partial, dev, observers) if cache else None
     # The calibration chunks are kept and served again by the pass: reading a store twice is
     # cheap, but running the model twice over texts is not.
     kept: dict[int, Chunk] = {}
     if state is None:
         state = _start(_Remember(source, kept), decomposition, selected, cfg, dev)
-    _run(_Remember(source, kept, serve=True), decomposition, selected, cfg, state, partial if cache else None,
+    cols = _columns(torch.tensor(selected, device=dev), state.calibration,
+                    decomposition.n_features if encode_all else None)  # fmt: skip
+    _run(_Remember(source, kept, serve=True), decomposition, cols, cfg, state, observers, partial if cache else None,
          progress, dev)  # fmt: skip
-    examples = assemble(state, source, model, decomposition, selected, cfg)
-    result = ExampleSet(key, decomposition.name, source.key, cfg, state.n_tokens, examples,
-                        seconds=time.perf_counter() - started)  # fmt: skip
     if cache:
-        result.save(final)
         partial.unlink(missing_ok=True)
-    return result
+    return state
 
 
 def _check_features(features: Sequence[int] | None, n_features: int) -> list[int]:
@@ -186,9 +205,13 @@ class Columns(NamedTuple):
     """Positions of each selected feature's neighbours within ``index``."""
 
 
-def _columns(sel: Tensor, cal: Calibration) -> Columns:
-    index, inverse = torch.unique(torch.cat([sel, cal.neighbours_SM.flatten()]), return_inverse=True)
-    return Columns(index, inverse[: len(sel)], inverse[len(sel) :].reshape(cal.neighbours_SM.shape))
+def _columns(sel: Tensor, cal: Calibration, n_features: int | None = None) -> Columns:
+    """The selected features and their neighbours, or all ``n_features`` when given."""
+    every = [torch.arange(n_features, device=sel.device)] if n_features is not None else []
+    index, inverse = torch.unique(torch.cat([sel, cal.neighbours_SM.flatten(), *every]), return_inverse=True)
+    n_neighbours = cal.neighbours_SM.numel()
+    neighbours = inverse[len(sel) : len(sel) + n_neighbours].reshape(cal.neighbours_SM.shape)
+    return Columns(index, inverse[: len(sel)], neighbours)
 
 
 class Windows(NamedTuple):
@@ -212,56 +235,44 @@ def _windows(full: Tensor, mask: Tensor, window: int) -> Windows:
     return Windows(acts, wmask, peak, rows)
 
 
-def _run(source: ActivationSource, dec: Decomposition, selected: list[int], cfg: ExamplesConfig, state: PassState,
-         partial: Path | None, progress: bool, dev: torch.device) -> None:  # fmt: skip
+def _run(source: ActivationSource, dec: Decomposition, cols: Columns, cfg: ExamplesConfig, state: PassState,
+         observers: list[Observer], partial: Path | None, progress: bool, dev: torch.device) -> None:  # fmt: skip
     """Process the chunks not done yet, checkpointing on a timer and on interruption."""
-    cols = _columns(torch.tensor(selected, device=dev), state.calibration)
     last_save = time.monotonic()
     bar = tqdm(total=source.n_tokens, initial=state.n_tokens, unit="tok", desc=f"examples ({dec.name})",
                disable=not progress)  # fmt: skip
     try:
         while state.next_chunk < source.n_chunks:
-            snapshot = _snapshot(state)
+            saved, seen = snapshot(state), [o.state() for o in observers]
             try:
-                _process(source.chunk(state.next_chunk), dec, cols, cfg, state, dev)
+                _process(source.chunk(state.next_chunk), dec, cols, cfg, state, observers, dev)
             except BaseException:
-                _restore(state, snapshot)  # a chunk counts only once it is wholly merged
+                restore(state, saved)  # a chunk counts only once it is wholly merged
+                for observer, before in zip(observers, seen, strict=True):
+                    observer.load_state(before)
                 raise
             bar.update(state.n_tokens - bar.n)
             if partial is not None and time.monotonic() - last_save > cfg.checkpoint_every_s:
-                _save_partial(partial, state)
+                save_partial(partial, state, observers)
                 last_save = time.monotonic()
     except BaseException:
         if partial is not None and state.next_chunk > 0:
-            _save_partial(partial, state)  # an interrupted pass resumes here next time
+            save_partial(partial, state, observers)  # an interrupted pass resumes here next time
         raise
     finally:
         bar.close()
 
 
-def _snapshot(state: PassState) -> dict:
-    """References to the state's tensors: merging replaces them rather than writing in place,
-    so keeping the old references is enough to undo a half-merged chunk."""
-    return {"selections": {name: dict(vars(sel)) for name, sel in state.selections.items()},
-            "fired": state.fired_S, "n_windows": len(state.windows), "n_tokens": state.n_tokens,
-            "next_chunk": state.next_chunk}  # fmt: skip
-
-
-def _restore(state: PassState, snapshot: dict) -> None:
-    for name, fields in snapshot["selections"].items():
-        vars(state.selections[name]).update(fields)
-    state.fired_S = snapshot["fired"]
-    del state.windows[snapshot["n_windows"] :]
-    state.n_tokens, state.next_chunk = snapshot["n_tokens"], snapshot["next_chunk"]
-
-
 def _process(chunk: Chunk, dec: Decomposition, cols: Columns, cfg: ExamplesConfig, state: PassState,
-             dev: torch.device) -> None:  # fmt: skip
+             observers: list[Observer], dev: torch.device) -> None:  # fmt: skip
     cal = state.calibration
     # One seed per chunk: a resumed pass draws exactly what an uninterrupted one would.
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + state.next_chunk)
     full, valid = _encode(chunk, dec, cal.sign_F, cfg.window, dev, cols.index)
     cut = _windows(full, valid, cfg.window)
+    # Observers see the chunk last, once everything else merged: a chunk that fails is undone
+    # by restoring the selections, and the observers never saw it.
+    seen = (full[valid], chunk.acts.to(dev)[chunk.valid.to(dev)]) if observers else None
     del full
     n = len(cut.rows)
     threshold = cal.threshold_F[cols.index][cols.selected]
@@ -283,6 +294,9 @@ def _process(chunk: Chunk, dec: Decomposition, cols: Columns, cfg: ExamplesConfi
     state.fired_S = state.fired_S + tokens_fired
     state.windows.append(_window_table(chunk, cut, cfg.window, valid.shape[1]))
     state.n_tokens += int(cut.mask_NW.sum())
+    if seen is not None:
+        for observer in observers:
+            observer.update(seen[0], cols.index, seen[1])
     state.next_chunk += 1
 
 
@@ -295,27 +309,3 @@ def _window_table(chunk: Chunk, cut: Windows, window: int, padded: int) -> Int[T
     first = torch.where(cut.mask_NW, offsets, window).amin(dim=1)
     end = torch.where(cut.mask_NW, offsets + 1, 0).amax(dim=1)
     return torch.stack([seq, start, first, end], dim=1).cpu()
-
-
-def _save_partial(path: Path, state: PassState) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "next_chunk": state.next_chunk, "n_tokens": state.n_tokens, "fired": state.fired_S.cpu(),
-        "calibration": state.calibration.state(), "windows": torch.cat(state.windows) if state.windows else None,
-        "selections": {name: sel.state() for name, sel in state.selections.items()},
-    }  # fmt: skip
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
-def _load_partial(path: Path, dev: torch.device) -> PassState | None:
-    if not path.is_file():
-        return None
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    windows = [payload["windows"]] if payload["windows"] is not None else []
-    return PassState(
-        payload["next_chunk"], Calibration.from_state(payload["calibration"], dev),
-        {name: Selection.from_state(s, dev) for name, s in payload["selections"].items()},
-        windows, payload["fired"].to(dev), payload["n_tokens"],
-    )  # fmt: skip

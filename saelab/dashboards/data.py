@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -141,9 +141,24 @@ class FeatureDashboard:
         return [t for t, _ in sorted(counts.items(), key=lambda kv: -kv[1])[:n]]
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["top"] = [c.to_dict() for c in self.top]
-        out["quantiles"] = [{**asdict(q), "examples": [c.to_dict() for c in q.examples]} for q in self.quantiles]
+        # By hand, not dataclasses.asdict: that deep-copies every token of every window, and
+        # took most of a whole SAE's build time.
+        plain = (TokenValue, Neighbour, Match, ExplanationScore, SpecialistHit)
+        out: dict[str, Any] = {}
+        for name in _FIELDS:
+            value = getattr(self, name)
+            if name == "top":
+                value = [c.to_dict() for c in value]
+            elif name == "quantiles":
+                value = [{"low": q.low, "high": q.high, "share": q.share, "examples": [c.to_dict() for c in q.examples]}
+                         for q in value]  # fmt: skip
+            elif isinstance(value, Histogram):
+                value = {"edges": list(value.edges), "counts": list(value.counts)}
+            elif isinstance(value, tuple) and value and isinstance(value[0], plain):
+                value = [dict(vars(v)) for v in value]
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[name] = value
         return out
 
     @classmethod
@@ -165,6 +180,9 @@ class FeatureDashboard:
         d["matches"] = tuple(Match(**m) for m in d["matches"])
         d["map_xy"] = tuple(d["map_xy"]) if d["map_xy"] is not None else None
         return cls(**d)
+
+
+_FIELDS = tuple(f.name for f in fields(FeatureDashboard))
 
 
 @dataclass(frozen=True)
@@ -252,7 +270,7 @@ class SaeDashboard:
     def save(self, path: str | Path) -> None:
         """Gzipped JSON, written atomically."""
         payload = json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False).encode()
-        atomic_write_bytes(Path(path), gzip.compress(payload, compresslevel=6, mtime=0))
+        atomic_write_bytes(Path(path), gzip.compress(payload, compresslevel=1, mtime=0))
 
     @classmethod
     def load(cls, path: str | Path) -> SaeDashboard:

@@ -3,3 +3,5 @@
 # Modules not listed here stay importable by their full path (`from saelab.x.module import y`).
 from .config import DashboardConfig as DashboardConfig
 from .data import FeatureDashboard as FeatureDashboard, SaeDashboard as SaeDashboard
+from .load import Reports as Reports, load_reports as load_reports
+from .reports import export_reports as export_reports

@@ -5,3 +5,4 @@ from .config import DashboardConfig as DashboardConfig
 from .data import FeatureDashboard as FeatureDashboard, SaeDashboard as SaeDashboard
 from .load import Reports as Reports, load_reports as load_reports
 from .reports import export_reports as export_reports
+from .site.write import write_site as write_site

@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.saelab-setup-stamp
 TORCH_PIN := torch==2.13.0
 
-.PHONY: setup lint test test-fast demo lab bench saes clean-cache help
+.PHONY: setup lint test test-fast demo lab bench saes dashboards clean-cache help
 
 help:
 	@echo "make setup      create .venv and install everything (idempotent)"
@@ -18,6 +18,7 @@ help:
 	@echo "make demo       execute all notebooks headless into outputs/, figures into assets/"
 	@echo "make lab        open the notebooks in JupyterLab (run them cell by cell)"
 	@echo "make bench      run the benchmarks in bench/ (extraction, then training vs SAELens: ~20 min)"
+	@echo "make dashboards the offline suite's four SAEs: Neuronpedia-layout reports and a static site (dashboards/)"
 	@echo "make saes       retrain the bundled SAE suite into data/saes/ (hours on CPU; uses CUDA if present)"
 
 setup: $(STAMP)
@@ -62,6 +63,11 @@ lab: setup
 bench: setup
 	$(PY) bench/extract.py
 	$(PY) bench/train.py --steps 150 --tokens 150000
+
+# Every feature of the offline profile's four SAEs: reports in dashboards/reports, a static
+# site in dashboards/site (open dashboards/site/index.html; no server, no network).
+dashboards: setup
+	$(PY) -m saelab.dashboards --profile offline --out dashboards/site --reports dashboards/reports
 
 # The heavy job: never run by CI. Resumes where it stopped.
 saes: setup

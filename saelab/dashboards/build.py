@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import pandas as pd
@@ -24,6 +25,9 @@ from saelab._util.paths import cache_dir
 from saelab.analysis._checks import check_feature_ids
 from saelab.autointerp.collect import finish_examples, run_pass
 from saelab.autointerp.decompositions import sae_directions
+from saelab.autointerp.example_set import ExampleSet
+from saelab.autointerp.run import AutointerpConfig, run_autointerp
+from saelab.autointerp.scoring import LLM_SCORERS
 from saelab.autointerp.sources import ActivationSource, StoreSource, TextSource
 from saelab.dashboards.accumulators import ActivationHistogram, Coactivation, Reconstruction
 from saelab.dashboards.assemble import FeatureParts, assemble_features
@@ -46,6 +50,7 @@ def build_dashboards(
     features: Sequence[int] | None = None,
     config: DashboardConfig | None = None,
     explanations: pd.DataFrame | None = None,
+    autointerp: AutointerpConfig | None = None,
     specialists: pd.DataFrame | None = None,
     other_saes: Mapping[str, SAE] | None = None,
     feature_map: bool = True,
@@ -59,7 +64,9 @@ def build_dashboards(
 
     ``source``: a :class:`~saelab.autointerp.StoreSource` at the SAE's hook (no model forward)
     or a list of texts (one forward, up to the hook). ``explanations``: the frame of
-    :func:`saelab.autointerp.run_autointerp`; ``specialists``: a :func:`saelab.specialists`
+    :func:`saelab.autointerp.run_autointerp`; ``autointerp``: also explain and score every
+    feature from this very pass's examples (LLM-free explainers only: no backend is passed;
+    the records are cached beside the dashboard); ``specialists``: a :func:`saelab.specialists`
     table; ``other_saes``: hook -> SAE of the same model, for each feature's best match there;
     ``metrics``: measured numbers to add to the summary (e.g. the bundled suite's
     ``ce_loss_recovered``). Whatever is not given stays empty in the dashboard.
@@ -74,15 +81,17 @@ def build_dashboards(
     others = dict(other_saes or {})
     others.pop(hook, None)
     key = stable_hash(["dashboards", CACHE_VERSION, src.key, sae_identity(sae), selected, cfg.to_dict(),
-                       _frame_digest(explanations), _frame_digest(specialists),
+                       _frame_digest(explanations), autointerp.to_dict() if autointerp else None,
+                       _frame_digest(specialists),
                        sorted((h, sae_identity(s)) for h, s in others.items()), feature_map, dict(metrics or {}),
                        release, neuronpedia_id])  # fmt: skip
     path = cache_dir() / "dashboards" / f"{hook}-{key}.json.gz"
     if cache and path.is_file():
         return SaeDashboard.load(path)
     started = time.perf_counter()
-    dashboard = _build(model, sae, src, selected, cfg, others, explanations, specialists, feature_map, metrics,
-                       release, neuronpedia_id, cache, progress)  # fmt: skip
+    records = path.with_name(f"{hook}-{key}.autointerp.jsonl") if autointerp is not None else None
+    dashboard = _build(model, sae, src, selected, cfg, others, explanations, (autointerp, records), specialists,
+                       feature_map, metrics, release, neuronpedia_id, cache, progress)  # fmt: skip
     dashboard.seconds = time.perf_counter() - started
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +100,8 @@ def build_dashboards(
 
 
 def _build(model: HookedTransformer, sae: SAE, src: ActivationSource, selected: list[int], cfg: DashboardConfig,
-           others: dict[str, SAE], explanations: pd.DataFrame | None, specialists: pd.DataFrame | None,
+           others: dict[str, SAE], explanations: pd.DataFrame | None,
+           autointerp: tuple[AutointerpConfig | None, Path | None], specialists: pd.DataFrame | None,
            feature_map: bool, metrics: Mapping[str, Any] | None, release: str, neuronpedia_id: str | None,
            cache: bool, progress: bool) -> SaeDashboard:  # fmt: skip
     d_sae = int(sae.cfg.d_sae)
@@ -103,7 +113,8 @@ def _build(model: HookedTransformer, sae: SAE, src: ActivationSource, selected: 
     state = run_pass(src, dec, model, selected, ex_cfg, observers=[histogram, coact, recon], encode_all=True,
                      cache=cache, progress=progress)  # fmt: skip
     passed = time.perf_counter()
-    finish_examples(state, src, dec, model, selected, ex_cfg, seconds=passed - began, cache=cache)
+    examples = finish_examples(state, src, dec, model, selected, ex_cfg, seconds=passed - began, cache=cache)
+    explanations = _explain(examples, explanations, *autointerp, progress)
     assembled = time.perf_counter()
     logits = logit_parts(model, sae, selected, top=cfg.n_logits, n_bins=cfg.n_logit_histogram_bins)
     points, map_method = map_points(sae, selected) if feature_map else ({}, None)
@@ -115,9 +126,9 @@ def _build(model: HookedTransformer, sae: SAE, src: ActivationSource, selected: 
     )  # fmt: skip
     joined = time.perf_counter()
     features = assemble_features(state, src, model, selected, cfg, histogram, coact, parts)
-    log.info("dashboards of %s: pass %.1f s, autointerp examples %.1f s, logits, neighbours and joins %.1f s, "
-             "features %.1f s", sae_hook_name(sae), passed - began, assembled - passed, joined - assembled,
-             time.perf_counter() - joined)  # fmt: skip
+    log.info("dashboards of %s: pass %.1f s, autointerp examples and explanations %.1f s, logits, neighbours and "
+             "joins %.1f s, features %.1f s", sae_hook_name(sae), passed - began, assembled - passed,
+             joined - assembled, time.perf_counter() - joined)  # fmt: skip
     info = SaeInfo(model=str(model.cfg.model_name), hook=sae_hook_name(sae), release=release, sae_id=sae_hook_name(sae),
                    d_sae=d_sae, d_in=int(sae.cfg.d_in), architecture=str(sae.cfg.architecture()),
                    source=describe_source(src), n_tokens=state.n_tokens, neuronpedia_id=neuronpedia_id,
@@ -153,6 +164,19 @@ def _source(model: HookedTransformer, sae: SAE, hook: str,
     if not texts or not all(isinstance(t, str) for t in texts):
         raise ValueError("source must be a StoreSource or a non-empty list of texts")
     return TextSource(model, texts, hook)
+
+
+def _explain(examples: ExampleSet, given: pd.DataFrame | None, config: AutointerpConfig | None, path: Path | None,
+             progress: bool) -> pd.DataFrame | None:  # fmt: skip
+    """The given explanation records, plus those made now from the pass's examples."""
+    if config is None or path is None:
+        return given
+    if any(e == "llm" for e in config.explainers) or any(s in LLM_SCORERS for s in config.scorers):
+        raise ValueError("build_dashboards runs LLM-free explainers and scorers only; explain with an LLM through "
+                         "saelab.autointerp.run_autointerp(...) and pass its frame as explanations=")  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    made = run_autointerp(examples, path, config=config, progress=progress)
+    return made if given is None else pd.concat([given, made], ignore_index=True)
 
 
 def describe_source(src: ActivationSource) -> str:

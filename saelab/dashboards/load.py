@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
+from saelab.dashboards._gc import gc_paused
 from saelab.dashboards.data import SaeDashboard
 from saelab.dashboards.records import batch_records
 from saelab.dashboards.schema import KINDS, RECORDS
@@ -62,8 +63,7 @@ def frame(kind: str, records: list[dict[str, Any]]) -> pd.DataFrame:
 def read_batch(path: Path) -> list[dict[str, Any]]:
     """The records of one ``batch-N.jsonl.gz``; a truncated or corrupt file is an error naming it."""
     try:
-        with gzip.open(path, "rt", encoding="utf-8") as handle:
-            return [json.loads(line) for line in handle if line.strip()]
+        return [json.loads(line) for line in gzip.decompress(path.read_bytes()).splitlines() if line.strip()]
     except (OSError, EOFError, zlib.error, ValueError) as exc:
         raise ValueError(f"{path} is truncated or corrupt ({exc}); export the reports again: export_reports "
                          "rewrites broken batches and keeps intact ones.") from exc  # fmt: skip
@@ -83,11 +83,12 @@ def load_reports(folder: str | Path) -> Reports:
         raise FileNotFoundError(f"{folder} is not an SAE's report folder: it has no summary.json{hint}.")
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
     frames = {}
-    for kind in KINDS:
-        records: list[dict[str, Any]] = []
-        for path in sorted((folder / kind).glob("batch-*.jsonl.gz"), key=_batch_number):
-            records += read_batch(path)
-        frames[kind] = frame(kind, records)
+    with gc_paused():
+        for kind in KINDS:
+            records: list[dict[str, Any]] = []
+            for path in sorted((folder / kind).glob("batch-*.jsonl.gz"), key=_batch_number):
+                records += read_batch(path)
+            frames[kind] = frame(kind, records)
     return Reports(frames["features"], frames["activations"], frames["explanations"], summary)
 
 

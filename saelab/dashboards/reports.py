@@ -19,13 +19,11 @@ each truncated or corrupt one in a warning; ``summary.json`` is written last.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import gzip
 import json
 import logging
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ import numpy as np
 from pydantic import TypeAdapter
 
 from saelab._util.atomic import atomic_write_bytes, atomic_write_text
+from saelab.dashboards._gc import gc_paused
 from saelab.dashboards.data import SaeDashboard, SaeInfo
 from saelab.dashboards.records import batch_records, neuronpedia_source
 from saelab.dashboards.schema import (
@@ -126,26 +125,13 @@ def encode_records(kind: str, rows: list[dict]) -> bytes:
     return gzip.compress(data, compresslevel=6, mtime=0)
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Hold off cyclic garbage collection: building ~200k small records over a dashboard of
-    millions of objects otherwise spends about half its time in collections that free nothing."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def batch_files(dashboard: SaeDashboard, batch_size: int = BATCH_SIZE) -> dict[str, bytes]:
     """``<kind>/batch-N.jsonl.gz`` -> gzipped bytes, for every batch that holds a feature."""
     batches: dict[int, list[int]] = {}
     for index in sorted(dashboard.features):
         batches.setdefault(index // batch_size, []).append(index)
     files = {}
-    with _gc_paused():
+    with gc_paused():
         for batch, features in batches.items():
             records = batch_records(dashboard, features)
             for kind in KINDS:

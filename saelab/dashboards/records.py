@@ -2,9 +2,9 @@
 window and one explanation record per explanation, in Neuronpedia's names
 (:mod:`saelab.dashboards.schema` says which and why).
 
-Floats in lists (activations, logit effects, histograms, cosines) keep 3 significant digits:
-the activation values are most of a report's bytes, and a dashboard shows 2 or 3 digits.
-Histogram edges keep 4, so neighbouring edges of a 40-bar histogram stay apart.
+Floats in lists (activations, logit effects, histograms, cosines, co-activation) keep 3
+significant digits: the activation values are most of a report's bytes, and a dashboard shows
+2 or 3 digits. Histogram edges keep 4, so neighbouring edges of a 40-bar histogram stay apart.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from itertools import chain
 import numpy as np
 
 from saelab.autointerp.feature_examples import Context
-from saelab.dashboards.data import FeatureDashboard, Histogram, SaeDashboard, SaeInfo
+from saelab.dashboards.data import FeatureDashboard, Histogram, Neighbour, SaeDashboard, SaeInfo
 from saelab.dashboards.schema import CREATOR_ID, NeuronpediaSource
 
 DIGITS = 3
@@ -74,6 +74,14 @@ def _centres(hist: Histogram) -> list[float]:
     return round_sig(centres)
 
 
+def _rounded_neighbours(neighbours: Sequence[Neighbour]) -> list[Neighbour]:
+    """Co-activation values and shares at 3 digits (a quarter of a feature record's bytes at full precision)."""
+    values = round_sig([n.value for n in neighbours])
+    shares = round_sig([n.share if n.share is not None else 0.0 for n in neighbours])
+    return [Neighbour(n.feature, v, s if n.share is not None else None)
+            for n, v, s in zip(neighbours, values, shares, strict=True)]  # fmt: skip
+
+
 def feature_record(f: FeatureDashboard, src: NeuronpediaSource, map_method: str | None) -> dict:
     """The feature's ``Neuron`` row and its saelab block."""
     best = max(f.specialist, key=lambda s: s.auroc, default=None)
@@ -107,7 +115,8 @@ def feature_record(f: FeatureDashboard, src: NeuronpediaSource, map_method: str 
             "pos_token_ids": [t.token_id for t in f.promoted], "neg_token_ids": [t.token_id for t in f.suppressed],
             "freq_hist_edges": round_sig(f.histogram.edges, EDGE_DIGITS),
             "logits_hist_edges": round_sig(f.logit_histogram.edges, EDGE_DIGITS),
-            "coactivating": list(f.coactivating), "specialist": list(f.specialist), "matches": list(f.matches),
+            "coactivating": _rounded_neighbours(f.coactivating), "specialist": list(f.specialist),
+            "matches": list(f.matches),
             "map_xy": list(f.map_xy) if f.map_xy is not None else None,
         },
     }  # fmt: skip

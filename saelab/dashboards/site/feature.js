@@ -122,10 +122,13 @@
       top.replaceChildren(...(rec.top.length ? rowsOf(rec.top) : [Saelab.empty("no windows")]));
       for (const g of groups) g.box.replaceChildren(...(g.refs.length ? rowsOf(g.refs) : [Saelab.empty("no windows")]));
     }).catch(Saelab.fail);
-    const legend = el("div", { class: "legend" }, "activation 0", el("span", { class: "scale" }), Saelab.num(vmax),
-      el("span", { class: "muted" }, " · hover a token for its value; ↵ is a line break, · a space"));
+    // One read-out for every window, kept in view while scrolling: what the hovered token is.
+    const readout = el("span", { class: "readout", id: "readout" }, "hover a token for its activation");
+    const legend = el("div", { class: "legend sticky" }, "activation 0", el("span", { class: "scale" }), Saelab.num(vmax),
+      el("span", { class: "muted key" }, "↵ = line break, · = space"), readout);
     return [
-      card(`Top activations`, legend, top),
+      legend,
+      card(`Top activations`, top),
       groups.length ? card("Quantile groups", el("p", { class: "muted small" },
         "Activating windows grouped by their peak; each group holds an equal share of them."),
         groups.map((g) => el("div", { class: "group" },
@@ -159,6 +162,11 @@
           card("Activation histogram", Saelab.histogram(rec.hist, { xlabel: "activation where it fires", label: "tokens" })),
           logits(rec), neighbours(rec, index, rows), matches(rec, site, sae)),
         el("div", { class: "col-main" }, activations(rec, index, store))));
+    Saelab.main().addEventListener("mouseover", (e) => {
+      const tok = e.target.closest && e.target.closest(".win .tok");
+      const readout = document.getElementById("readout");
+      if (tok && readout) readout.textContent = tok.title;
+    });
     document.addEventListener("keydown", (e) => {
       if (e.target.closest("input, select, textarea") || e.altKey || e.ctrlKey || e.metaKey) return;
       const go = e.key === "ArrowLeft" ? "prev" : e.key === "ArrowRight" ? "next" : null;

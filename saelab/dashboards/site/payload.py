@@ -133,6 +133,17 @@ def _windows(contexts: Sequence[Context], windows: WindowStore) -> tuple[int, li
     return exponent, out
 
 
+def _rounded(*groups: Sequence[float]) -> list[list[float]]:
+    """Each group of values to 3 significant digits, rounded in one call (a call per value took
+    a tenth of an SAE's write time)."""
+    flat = sig_list(np.fromiter(chain.from_iterable(groups), dtype=np.float64))
+    out, at = [], 0
+    for group in groups:
+        out.append(flat[at : at + len(group)])
+        at += len(group)
+    return out
+
+
 def feature_record(f: FeatureDashboard, windows: WindowStore) -> dict[str, Any]:
     """A feature's page, its windows stored in ``windows`` and referred to by index."""
     try:
@@ -142,20 +153,28 @@ def feature_record(f: FeatureDashboard, windows: WindowStore) -> dict[str, Any]:
         for q in f.quantiles:
             groups.append(rest[taken : taken + len(q.examples)])
             taken += len(q.examples)
+        head, bounds, up, down, decoder, coact, share, spec, sim = _rounded(
+            (f.density, f.max_activation, f.mean_activation, f.steering_unit),
+            [x for q in f.quantiles for x in (q.low, q.high, q.share)],
+            [t.value for t in f.promoted], [t.value for t in f.suppressed],
+            [n.value for n in f.decoder_neighbours], [n.value for n in f.coactivating],
+            [0.0 if n.share is None else n.share for n in f.coactivating],
+            [x for s in f.specialist for x in (s.auroc, s.q_value)], [m.similarity for m in f.matches],
+        )  # fmt: skip
         return {
-            "f": f.feature, "density": sig(f.density), "n_fired": f.n_fired, "max": sig(f.max_activation),
-            "mean": sig(f.mean_activation), "unit": sig(f.steering_unit),
+            "f": f.feature, "density": head[0], "n_fired": f.n_fired, "max": head[1], "mean": head[2], "unit": head[3],
             "exponent": exponent, "top": top,
-            "quantiles": [[sig(q.low), sig(q.high), sig(q.share), groups[k]] for k, q in enumerate(f.quantiles)],
+            "quantiles": [[*bounds[3 * k : 3 * k + 3], groups[k]] for k in range(len(f.quantiles))],
             "hist": histogram(f.histogram.edges, f.histogram.counts),
             "logit_hist": histogram(f.logit_histogram.edges, f.logit_histogram.counts),
-            "promoted": [[t.token, t.token_id, sig(t.value)] for t in f.promoted],
-            "suppressed": [[t.token, t.token_id, sig(t.value)] for t in f.suppressed],
-            "decoder": [[n.feature, sig(n.value)] for n in f.decoder_neighbours],
-            "coact": [[n.feature, sig(n.value), None if n.share is None else sig(n.share)] for n in f.coactivating],
+            "promoted": [[t.token, t.token_id, v] for t, v in zip(f.promoted, up, strict=True)],
+            "suppressed": [[t.token, t.token_id, v] for t, v in zip(f.suppressed, down, strict=True)],
+            "decoder": [[n.feature, v] for n, v in zip(f.decoder_neighbours, decoder, strict=True)],
+            "coact": [[n.feature, v, None if n.share is None else s]
+                      for n, v, s in zip(f.coactivating, coact, share, strict=True)],
             "explanations": [[e.explainer, e.text, plain(e.scores, 3), plain(e.shuffled, 3)] for e in f.explanations],
-            "specialist": [[s.category, sig(s.auroc), sig(s.q_value), s.is_specialist] for s in f.specialist],
-            "matches": [[m.hook, m.feature, sig(m.similarity), m.good] for m in f.matches],
+            "specialist": [[s.category, *spec[2 * k : 2 * k + 2], s.is_specialist] for k, s in enumerate(f.specialist)],
+            "matches": [[m.hook, m.feature, v, m.good] for m, v in zip(f.matches, sim, strict=True)],
         }  # fmt: skip
     except ValueError as err:
         raise ValueError(f"feature {f.feature}: {err}") from None

@@ -40,7 +40,7 @@
     let peak = 0;
     const flush = (token, pos) => {
       const value = Math.max(...held.map((p) => acts.get(p) || 0));
-      const tip = [JSON.stringify(token), `${label} ${Saelab.num(value)}`];
+      const tip = [JSON.stringify(token), `id ${win.ids[pos]}`, `${label} ${Saelab.num(value)}`];
       if (held.length > 1) tip.push(`${held.length} tokens`);
       const span = el("span", { class: value > 0 ? "tok on" : "tok", title: tip.join(" · "), "data-act": value,
         "data-pos": pos }, Saelab.tokenNodes(token, false));

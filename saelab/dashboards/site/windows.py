@@ -73,12 +73,17 @@ class WindowStore:
 
     def write(self, root: Path) -> int:
         """Write the vocabulary and the shards under ``root/data/<model_key>/``; returns bytes written."""
-        codes = np.frombuffer(self._codes, dtype=np.int32) if len(self._codes) else np.zeros(0, np.int32)
-        entries, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
-        rank = np.empty(len(entries), dtype=np.int64)
-        rank[np.argsort(-counts, kind="stable")] = np.arange(len(entries))
-        ranked = rank[inverse.ravel()]
-        by_rank = entries[np.argsort(rank)].tolist()
+        codes = np.frombuffer(self._codes, dtype=np.int32).astype(np.int64) if len(self._codes) else np.zeros(0, int)
+        # Codes are token ids (or a few negative variants): counting them is linear, where
+        # np.unique sorted millions of them.
+        low = int(codes.min()) if codes.size else 0
+        counts = np.bincount(codes - low)
+        entries = np.flatnonzero(counts)
+        order = entries[np.argsort(-counts[entries], kind="stable")]
+        rank = np.zeros(len(counts), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        ranked = rank[codes - low]
+        by_rank = (order + low).tolist()
         variants = {code: pair for pair, code in self._variants.items()}
         ids = [c if c >= 0 else variants[c][0] for c in by_rank]
         tokens = [self._strings[c] if c >= 0 else variants[c][1] for c in by_rank]

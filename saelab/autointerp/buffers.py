@@ -64,8 +64,21 @@ class Selection:
         self.value_KF = torch.cat([self.value_KF, value_NF]).gather(0, top)
         windows = torch.cat([self.window_KF, window_N[:, None].expand(n, score_NF.shape[1])])
         self.window_KF = windows.gather(0, top)
-        acts = torch.cat([self.acts_KWF, acts_NWF.to(torch.float16)])
-        self.acts_KWF = acts.gather(0, top[:, None, :].expand(k, acts.shape[1], acts.shape[2]))
+        self.acts_KWF = self._merged_acts(top, acts_NWF)
+
+    def _merged_acts(self, top_KF: Tensor, acts_NWF: Tensor) -> Tensor:
+        """The kept entries' token activations: old entries gathered from the kept ones, new
+        entries copied from the chunk one (entry, feature) at a time. Concatenating the
+        chunk's ``[N, W, F]`` activations with the kept ones cost a full copy of the chunk
+        per selection; only the few entries that changed need one."""
+        k, w, f = self.acts_KWF.shape
+        old = top_KF < k
+        acts = self.acts_KWF.gather(0, top_KF.clamp_max(k - 1)[:, None, :].expand(k, w, f))
+        slot, feature = (~old).nonzero(as_tuple=True)
+        if len(slot):
+            row = top_KF[slot, feature] - k
+            acts[slot, :, feature] = acts_NWF[row, :, feature].to(torch.float16)
+        return acts
 
     def state(self) -> dict[str, Tensor]:
         return {"score": self.score_KF.cpu(), "value": self.value_KF.cpu(), "window": self.window_KF.cpu(),

@@ -158,13 +158,14 @@ def _start(source: ActivationSource, dec: Decomposition, selected: list[int], cf
     for index in picks:
         full, valid = _encode(source.chunk(index), dec, None, cfg.window, dev)
         tokens.append(full[valid])
-        cut = _windows(full, valid, cfg.window)
+        cut = _windows(full, valid, cfg.window, dec.sparse)
         highs.append(cut.peak_NF)
-        # A flipped direction's peak is minus its trough; keep both so the flip costs no re-encode.
-        lows.append(cut.acts_NWF.masked_fill(~cut.mask_NW[:, :, None], float("inf")).min(dim=1).values)
+        if not dec.sparse:
+            # A flipped direction's peak is minus its trough; keep both so the flip costs no re-encode.
+            lows.append(cut.acts_NWF.masked_fill(~cut.mask_NW[:, :, None], float("inf")).min(dim=1).values)
     acts = torch.cat(tokens)
     sign = signs(dec, acts)
-    peaks = torch.where(sign > 0, torch.cat(highs), -torch.cat(lows))
+    peaks = torch.where(sign > 0, torch.cat(highs), -torch.cat(lows)) if lows else torch.cat(highs)
     sel = torch.tensor(selected, device=dev)
     cal = calibrate(dec, sign, acts * sign, peaks, sel, dense_rate=cfg.dense_rate, n_neighbours=cfg.n_neighbours,
                     seed=cfg.seed)  # fmt: skip
@@ -225,14 +226,17 @@ class Windows(NamedTuple):
     """Which window of the chunk (row-major over batch, window) each one is."""
 
 
-def _windows(full: Tensor, mask: Tensor, window: int) -> Windows:
+def _windows(full: Tensor, mask: Tensor, window: int, nonnegative: bool) -> Windows:
+    """``nonnegative``: every activation is >= 0 (an SAE's are), so the zeros written on
+    invalid positions cannot raise a window's peak and need no masking (a full-width copy
+    of the chunk saved)."""
     b, p, f = full.shape
     acts = full.reshape(b * (p // window), window, f)
     wmask = mask.reshape(-1, window)
     rows = wmask.any(dim=1).nonzero().flatten()
     acts, wmask = acts[rows], wmask[rows]
-    peak = acts.masked_fill(~wmask[:, :, None], float("-inf")).max(dim=1).values
-    return Windows(acts, wmask, peak, rows)
+    masked = acts if nonnegative else acts.masked_fill(~wmask[:, :, None], float("-inf"))
+    return Windows(acts, wmask, masked.max(dim=1).values, rows)
 
 
 def _run(source: ActivationSource, dec: Decomposition, cols: Columns, cfg: ExamplesConfig, state: PassState,
@@ -269,15 +273,18 @@ def _process(chunk: Chunk, dec: Decomposition, cols: Columns, cfg: ExamplesConfi
     # One seed per chunk: a resumed pass draws exactly what an uninterrupted one would.
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + state.next_chunk)
     full, valid = _encode(chunk, dec, cal.sign_F, cfg.window, dev, cols.index)
-    cut = _windows(full, valid, cfg.window)
+    cut = _windows(full, valid, cfg.window, dec.sparse)
     # Observers see the chunk last, once everything else merged: a chunk that fails is undone
     # by restoring the selections, and the observers never saw it.
     seen = (full[valid], chunk.acts.to(dev)[chunk.valid.to(dev)]) if observers else None
     del full
     n = len(cut.rows)
     threshold = cal.threshold_F[cols.index][cols.selected]
-    acts = cut.acts_NWF[:, :, cols.selected]
-    peak = cut.peak_NF[:, cols.selected]
+    # When every encoded column is selected in order (a whole-SAE pass), no copy is needed.
+    order = torch.arange(len(cols.index), device=dev)
+    whole = len(cols.selected) == len(cols.index) and bool((cols.selected == order).all())
+    acts = cut.acts_NWF if whole else cut.acts_NWF[:, :, cols.selected]
+    peak = cut.peak_NF if whole else cut.peak_NF[:, cols.selected]
     fires = peak > threshold
     ids = torch.arange(state.n_windows, state.n_windows + n, device=dev)
     minus_inf = torch.tensor(float("-inf"), device=dev)
@@ -290,7 +297,9 @@ def _process(chunk: Chunk, dec: Decomposition, cols: Columns, cfg: ExamplesConfi
         scaled = cut.peak_NF / cal.scale_F[cols.index]
         neighbour = scaled[:, cols.neighbours].amax(dim=2)  # [N, S]: the strongest neighbour
         sels["hard"].merge(torch.where(fires, minus_inf, neighbour), peak, ids, acts)
-    tokens_fired = ((acts > threshold) & cut.mask_NW[:, :, None]).sum(dim=(0, 1))
+    above = acts > threshold
+    # An SAE fires above 0, and invalid positions hold 0: they never count, mask or not.
+    tokens_fired = (above if dec.sparse else above & cut.mask_NW[:, :, None]).sum(dim=(0, 1))
     state.fired_S = state.fired_S + tokens_fired
     state.windows.append(_window_table(chunk, cut, cfg.window, valid.shape[1]))
     state.n_tokens += int(cut.mask_NW.sum())

@@ -153,6 +153,14 @@ def test_a_token_whose_string_differs_between_windows_is_shown_as_given(tmp_path
     assert window["tokens"][0] == "<odd>" and window["ids"][0] == ctx.token_ids[0]
 
 
+def test_each_model_has_its_own_vocabulary(tmp_path):
+    other = sample_dashboard(hook=HOOK_B, other_hooks=())
+    other.info = replace(other.info, model="gpt2")
+    out = write_site([sample_dashboard(hook=HOOK_A), other], tmp_path / "site")
+    assert (out / "data/model-smollm2-135m/vocab.js").is_file() and (out / "data/model-gpt2/vocab.js").is_file()
+    assert pack_json(out, f"{HOOK_B}/index")["model_key"] == "model-gpt2"
+
+
 def test_summary_metrics_not_measured_are_null(tmp_path):
     dash = sample_dashboard()
     dash.summary["ce_loss_recovered"] = None

@@ -76,6 +76,7 @@ def fits(page: Any) -> None:
 def click_a_map_point(page: Any, on_map: list[int]) -> None:
     """Click the map's most isolated point (so no neighbour takes the click): its feature opens."""
     points = page.locator(".map-plot .scatterlayer .point")
+    assert page.locator('.modebar-btn[data-title^="Share"]').count() == 0  # it would upload to Plotly Cloud
     points.nth(len(on_map) - 1).wait_for()
     centres = [(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2) for b in (p.bounding_box() for p in points.all())]
     assert len(centres) == len(on_map)
@@ -134,6 +135,7 @@ def test_search_sort_open_a_feature_and_follow_links(site, dashboards, watched):
             assert f"feature {feature}: " in title and "on" in span.get_attribute("class")
             assert "255, 140, 0" in span.get_attribute("style")
     assert page.locator("#top").inner_text().count("↵") >= sum(t.count("\n") for t in first.tokens)
+    assert page.locator("#top .win-text b").count() == 0 and "<b>" in page.locator("#top").inner_text()
 
     neighbour = a[feature].decoder_neighbours[0].feature
     page.click(f'.feature-link[href$="f={neighbour}"] >> nth=0')

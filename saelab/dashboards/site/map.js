@@ -65,7 +65,9 @@
     const axis = { showticklabels: false, zeroline: false, showgrid: false, title: { text: "" } };
     const layout = { margin: { l: 10, r: 10, t: 10, b: 10 }, height: 420, hovermode: "closest", xaxis: axis,
       yaxis: axis, legend: { orientation: "h", y: -0.02 }, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "#fbfcfd" };
-    const config = { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
+    // No "share chart" button: it would upload the chart to Plotly Cloud.
+    const config = { responsive: true, displaylogo: false, showSendToCloud: false,
+      modeBarButtonsToRemove: ["select2d", "lasso2d"] };
     loadPlotly().then((Plotly) => {
       const draw = () => Plotly.react(plot, traces(points, select.value), layout, config);
       draw().then(() => plot.on("plotly_click", (event) => {

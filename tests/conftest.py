@@ -1,6 +1,6 @@
 """Shared fixtures: one session-scoped real model, one tiny model, and small SAEs made on the spot.
 
-Two tiers (README, "Four commands"): ``make test`` runs everything; ``make test-fast``
+Two tiers (docs/testing.md): ``make test`` runs everything; ``make test-fast``
 (``-m "not slow"``) runs in under 3 minutes and never loads the real model. So every test that asks for the real
 model (the ``model`` fixture, directly or through another fixture) is marked ``real_model``
 and ``slow`` here, at collection; tests that check logic rather than SmolLM2 itself use

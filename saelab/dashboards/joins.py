@@ -23,6 +23,8 @@ from saelab.evolution.matching import match_features
 
 RECORD_COLUMNS = {"feature", "explainer", "explanation"}
 SPECIALIST_COLUMNS = {"category", "feature", "auroc", "q_value", "is_specialist"}
+DASHBOARD_MAP = MapConfig(n_clusters=20)
+"""Notebook 02's map (UMAP, and 20 clusters it colours by): the same config shares its cache."""
 
 
 def _finite(value: object) -> float | None:
@@ -89,7 +91,7 @@ def map_points(sae: SAE, features: list[int], config: MapConfig | None = None) -
                                                                                         str]:  # fmt: skip
     """Each feature's place on the feature map of the whole SAE (cached by
     :func:`saelab.evolution.feature_map`), and the method that made it."""
-    made = feature_map(sae, config)
+    made = feature_map(sae, config or DASHBOARD_MAP)
     wanted = set(features)
     ids, xs, ys = (made.points[c].to_numpy() for c in ("feature", "x", "y"))
     return ({int(f): (round(float(x), 4), round(float(y), 4)) for f, x, y in zip(ids, xs, ys, strict=True)

@@ -16,7 +16,7 @@ MASSIVE_NORM_RATIO = 5.0
 """A token whose activation norm exceeds this multiple of its batch's median norm counts as a
 "massive activation" (Sun et al. 2024). SmolLM2-135M gives the first token after BOS one in
 a few percent of sequences, far above this cut, while ordinary tokens stay well below it (the
-README's "The bundled SAE suite" and ``data/README.md`` give the measured shares and ratios).
+docs/profiles.md ("The bundled SAE suite") and ``data/README.md`` give the measured shares and ratios).
 Each such token carries more squared norm than thousands of ordinary ones, so a pooled
 explained variance over a few thousand tokens mostly measures whether those few are
 reconstructed."""

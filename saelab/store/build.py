@@ -14,7 +14,7 @@ How it works:
   the same). Packing wastes no compute on padding, which matters with thousands of
   fortune-sized documents; a context may span documents, as in pretraining.
 * **Which positions are stored.** Position 0 (BOS) is never stored when ``exclude_bos``:
-  its norm is far above the others' (an attention sink; the README gives SmolLM2's ratio).
+  its norm is far above the others' (an attention sink; docs/library.md gives SmolLM2's ratio).
   Special tokens inside a row are skipped when ``exclude_special``: SmolLM2's
   ``<|endoftext|>`` mid-row is another attention sink. So rows of the store are the kept (sequence, position)
   pairs in row-major order; :meth:`ActivationStore.row_positions` maps them back.

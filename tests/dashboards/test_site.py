@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from saelab.autointerp.feature_examples import Context
-from saelab.dashboards.data import SaeDashboard
+from saelab.dashboards.data import SaeDashboard, TokenValue
 from saelab.dashboards.site.encode import pack_script, read_pack, sig, sig_list, varints
 from saelab.dashboards.site.write import MARKER, SiteFolderError, write_site
 from tests.dashboards._sample import sample_dashboard
@@ -151,6 +151,23 @@ def test_a_token_whose_string_differs_between_windows_is_shown_as_given(tmp_path
     ref = feature_record(out, HOOK_A, 0)["top"][0][0]
     window = read_windows(out, index["model_key"], index["shard"], [ref])[ref]
     assert window["tokens"][0] == "<odd>" and window["ids"][0] == ctx.token_ids[0]
+
+
+def test_logit_tables_name_their_tokens_by_id(tmp_path):
+    dash = sample_dashboard(hook=HOOK_A)
+    odd = TokenValue("<not the vocabulary's>", dash[0].promoted[0].token_id, 2.5)
+    dash.features[0] = replace(dash[0], promoted=(odd, *dash[0].promoted[1:]))
+    out = write_site(dash, tmp_path / "site")
+    index = pack_json(out, f"{HOOK_A}/index")
+    vocab = pack_json(out, f"{index['model_key']}/vocab")
+    entries = enumerate(zip(vocab["ids"], vocab["tokens"], strict=True))
+    names = {i: t for e, (i, t) in entries if e not in vocab["variants"]}
+    for feature in (0, 1):
+        record = feature_record(out, HOOK_A, feature)
+        for kind in ("promoted", "suppressed"):
+            shown = [(row[2] if len(row) == 3 else names[row[0]], row[0], row[1]) for row in record[kind]]
+            assert shown == [(t.token, t.token_id, sig(t.value)) for t in getattr(dash[feature], kind)]
+    assert feature_record(out, HOOK_A, 0)["promoted"][0] == [odd.token_id, 2.5, odd.token]
 
 
 def test_each_model_has_its_own_vocabulary(tmp_path):

@@ -137,6 +137,11 @@ def test_search_sort_open_a_feature_and_follow_links(site, dashboards, watched):
     assert page.locator("#top").inner_text().count("↵") >= sum(t.count("\n") for t in first.tokens)
     assert page.locator("#top .win-text b").count() == 0 and "<b>" in page.locator("#top").inner_text()
 
+    promoted = page.locator(".card", has_text="Direct logit effect").locator(".chip")
+    assert [c.get_attribute("title").split(" · ")[0] for c in promoted.all()] == [
+        json.dumps(t.token, ensure_ascii=False) for t in (*a[feature].promoted, *a[feature].suppressed)
+    ]
+
     neighbour = a[feature].decoder_neighbours[0].feature
     page.click(f'.feature-link[href$="f={neighbour}"] >> nth=0')
     page.wait_for_url(f"**/feature.html?sae={HOOK_A}&f={neighbour}")

@@ -44,10 +44,11 @@
         " × the decoder direction", top ? `: the mean peak of its ${top} strongest windows.` : "."));
   }
 
-  function logits(rec) {
+  // Rows are [token id, effect] or [token id, effect, string] where the string differs from the vocabulary's.
+  function logits(rec, names) {
     const list = (items, cls) => items.length
-      ? table(["token", "effect"], items.map(([token, id, value]) => [Saelab.chip(token, `id ${id}`),
-        el("span", { class: cls }, Saelab.num(value))]))
+      ? table(["token", "effect"], items.map(([id, value, given]) => [
+        Saelab.chip(given ?? names.get(id), `id ${id}`), el("span", { class: cls }, Saelab.num(value))]))
       : Saelab.empty("none");
     return card("Direct logit effect",
       el("div", { class: "two" }, el("div", {}, el("h3", {}, "promoted"), list(rec.promoted, "pos")),
@@ -77,7 +78,7 @@
   function matches(rec, site, sae) {
     if (!rec.matches.length) return card("At other hooks", Saelab.empty("no matches at other hooks"));
     const keyOf = new Map(site.saes.filter((s) => s.info.model === sae.info.model).map((s) => [s.info.hook, s.key]));
-    return card("At other hooks", table(["hook", "feature", "similarity", "null"],
+    return card("At other hooks", table(["hook", "feature", "similarity", "vs null"],
       rec.matches.map(([hook, f, sim, good]) => [
         hook,
         keyOf.has(hook) ? el("a", { href: Saelab.featureUrl(keyOf.get(hook), f), class: "match-link", "data-hook": hook },
@@ -152,15 +153,15 @@
       return Saelab.notFound(`Feature ${Saelab.param("f")} is not in this dashboard: it holds ${Saelab.int(index.ids.length)} ` +
         `features of ${Saelab.int(index.info.d_sae)}.`, Saelab.saeUrl(key), "Back to the feature index");
     }
-    const batch = await Saelab.loadJson(`${key}/f${Math.floor(pos / index.batch)}`);
+    const store = new Saelab.WindowStore(index.model_key, index.shard);
+    const [batch, names] = await Promise.all([Saelab.loadJson(`${key}/f${Math.floor(pos / index.batch)}`), store.names()]);
     const rec = batch.features.find((r) => r.f === f);
     const rows = new Map(index.ids.map((id, i) => [id, { tokens: index.tokens[i] }]));
-    const store = new Saelab.WindowStore(index.model_key, index.shard);
     Saelab.main().replaceChildren(...header(rec, index, pos),
       el("div", { class: "feature-grid" },
         el("div", { class: "col-side" }, explanations(rec), specialists(rec), steering(rec, index),
           card("Activation histogram", Saelab.histogram(rec.hist, { xlabel: "activation where it fires", label: "tokens" })),
-          logits(rec), neighbours(rec, index, rows), matches(rec, site, sae)),
+          logits(rec, names), neighbours(rec, index, rows), matches(rec, site, sae)),
         el("div", { class: "col-main" }, activations(rec, index, store))));
     Saelab.main().addEventListener("mouseover", (e) => {
       const tok = e.target.closest && e.target.closest(".win .tok");

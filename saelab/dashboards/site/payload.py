@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from saelab.autointerp.feature_examples import Context
-from saelab.dashboards.data import FeatureDashboard, SaeDashboard
+from saelab.dashboards.data import FeatureDashboard, SaeDashboard, TokenValue
 from saelab.dashboards.site.encode import histogram, sig, sig_list
 from saelab.dashboards.site.windows import SHARD_WINDOWS, WindowStore
 
@@ -144,6 +144,15 @@ def _rounded(*groups: Sequence[float]) -> list[list[float]]:
     return out
 
 
+def _logit_rows(tokens: Sequence[TokenValue], values: list[float], windows: WindowStore) -> list[list[Any]]:
+    """``[token id, value]``, the token's string added where it differs from the vocabulary's."""
+    rows: list[list[Any]] = []
+    for t, value in zip(tokens, values, strict=True):
+        odd = windows.token(t.token_id, t.token)
+        rows.append([t.token_id, value] if odd is None else [t.token_id, value, odd])
+    return rows
+
+
 def feature_record(f: FeatureDashboard, windows: WindowStore) -> dict[str, Any]:
     """A feature's page, its windows stored in ``windows`` and referred to by index."""
     try:
@@ -167,8 +176,8 @@ def feature_record(f: FeatureDashboard, windows: WindowStore) -> dict[str, Any]:
             "quantiles": [[*bounds[3 * k : 3 * k + 3], groups[k]] for k in range(len(f.quantiles))],
             "hist": histogram(f.histogram.edges, f.histogram.counts),
             "logit_hist": histogram(f.logit_histogram.edges, f.logit_histogram.counts),
-            "promoted": [[t.token, t.token_id, v] for t, v in zip(f.promoted, up, strict=True)],
-            "suppressed": [[t.token, t.token_id, v] for t, v in zip(f.suppressed, down, strict=True)],
+            "promoted": _logit_rows(f.promoted, up, windows),
+            "suppressed": _logit_rows(f.suppressed, down, windows),
             "decoder": [[n.feature, v] for n, v in zip(f.decoder_neighbours, decoder, strict=True)],
             "coact": [[n.feature, v, None if n.share is None else s]
                       for n, v, s in zip(f.coactivating, coact, share, strict=True)],

@@ -81,6 +81,19 @@
       return this._vocab;
     }
 
+    // Token id -> its string, for tokens named by id alone (the logit tables).
+    names() {
+      if (!this._names) {
+        this._names = this.vocab().then((vocab) => {
+          const variants = new Set(vocab.variants || []);
+          const names = new Map();
+          vocab.ids.forEach((id, entry) => { if (!variants.has(entry)) names.set(id, vocab.tokens[entry]); });
+          return names;
+        });
+      }
+      return this._names;
+    }
+
     shard(n) {
       if (!this.shards.has(n)) {
         this.shards.set(n, Promise.all([this.vocab(), Saelab.load(`${this.modelKey}/w${n}`)])

@@ -8,8 +8,10 @@ the same window when its (sequence, start) and its tokens are: the dashboards' `
 the hook too, so it cannot tell that two SAEs read the same text.
 
 A vocabulary entry is a token id with its string; a token whose string differs from the one
-first seen for its id (hand-made data) gets an entry of its own, so every window is shown as it
-was given. Entries are ranked by how often they occur, so the frequent ones are one-byte
+first seen for its id (hand-made data) gets an entry of its own (listed in ``variants``), so
+every window is shown as it was given. The logit tables name their tokens by id too (a tenth of
+a feature's bytes as strings), with the string only where it differs from the vocabulary's.
+Entries are ranked by how often they occur in windows, so the frequent ones are one-byte
 varints. Shards hold windows in the order they were first seen, which keeps a rare feature's
 windows (seen nowhere else) in one or two shards; a page loads only the shards it shows.
 """
@@ -48,6 +50,8 @@ class WindowStore:
     _starts: array = field(default_factory=lambda: array("q", [0]))
     _sources: array = field(default_factory=lambda: array("q"))
     """(sequence, start) of each window, flattened."""
+    _alone: set[int] = field(default_factory=set)
+    """Ids of tokens shown on their own (logit tables), which the vocabulary must hold too."""
 
     def __len__(self) -> int:
         return len(self._starts) - 1
@@ -71,23 +75,34 @@ class WindowStore:
         self._index[key] = len(self) - 1
         return len(self) - 1
 
+    def token(self, token_id: int, token: str) -> str | None:
+        """Note a token shown on its own (a logit table's) so the vocabulary holds it; returns its
+        string when that differs from the vocabulary's (the page then shows the string given)."""
+        self._alone.add(token_id)
+        return None if self._strings.setdefault(token_id, token) == token else token
+
     def write(self, root: Path) -> int:
         """Write the vocabulary and the shards under ``root/data/<model_key>/``; returns bytes written."""
         codes = np.frombuffer(self._codes, dtype=np.int32).astype(np.int64) if len(self._codes) else np.zeros(0, int)
+        alone = np.fromiter(self._alone, dtype=np.int64, count=len(self._alone))
         # Codes are token ids (or a few negative variants): counting them is linear, where
-        # np.unique sorted millions of them.
-        low = int(codes.min()) if codes.size else 0
-        counts = np.bincount(codes - low)
-        entries = np.flatnonzero(counts)
+        # np.unique sorted millions of them. Tokens shown only in logit tables rank last.
+        low = int(min(codes.min(initial=0), alone.min(initial=0)))
+        size = int(max(codes.max(initial=0), alone.max(initial=0))) - low + 1
+        counts = np.bincount(codes - low, minlength=size)
+        used = counts > 0
+        used[alone - low] = True
+        entries = np.flatnonzero(used)
         order = entries[np.argsort(-counts[entries], kind="stable")]
-        rank = np.zeros(len(counts), dtype=np.int64)
+        rank = np.zeros(size, dtype=np.int64)
         rank[order] = np.arange(len(order))
         ranked = rank[codes - low]
         by_rank = (order + low).tolist()
         variants = {code: pair for pair, code in self._variants.items()}
-        ids = [c if c >= 0 else variants[c][0] for c in by_rank]
-        tokens = [self._strings[c] if c >= 0 else variants[c][1] for c in by_rank]
-        size = write_pack(root, f"{self.model_key}/vocab", json_bytes({"ids": ids, "tokens": tokens}))
+        vocab = {"ids": [c if c >= 0 else variants[c][0] for c in by_rank],
+                 "tokens": [self._strings[c] if c >= 0 else variants[c][1] for c in by_rank],
+                 "variants": [r for r, c in enumerate(by_rank) if c < 0]}  # fmt: skip
+        written = write_pack(root, f"{self.model_key}/vocab", json_bytes(vocab))
         starts = np.frombuffer(self._starts, dtype=np.int64)
         sources = np.frombuffer(self._sources, dtype=np.int64).reshape(-1, 2) if len(self) else np.zeros((0, 2))
         for shard, first in enumerate(range(0, len(self), SHARD_WINDOWS)):
@@ -95,8 +110,8 @@ class WindowStore:
             head = np.column_stack([sources[first:last], np.diff(starts[first : last + 1])])
             tokens = ranked[starts[first] : starts[last]]
             payload = varints(np.array([last - first])) + varints(head.T) + varints(tokens)
-            size += write_pack(root, shard_key(self.model_key, shard), payload)
-        return size
+            written += write_pack(root, shard_key(self.model_key, shard), payload)
+        return written
 
 
 def shard_key(model_key: str, shard: int) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -171,6 +172,17 @@ def test_a_feature_that_never_fired_and_one_not_in_the_dashboard(site, watched):
     page.locator(".notice").wait_for()
     assert 'no SAE named "nope"' in page.locator(".notice").inner_text()
     watched.check()
+
+
+def test_a_damaged_data_file_shows_an_error(site, tmp_path):
+    copy = shutil.copytree(site, tmp_path / "site")
+    (copy / "data" / HOOK_A / "f0.js").write_text('saelabPack("oops",')
+    with chromium_page({"width": 1280, "height": 900}) as page:
+        watched = Watched(page)
+        page.goto((copy / "feature.html").as_uri() + f"?sae={HOOK_A}&f=0")
+        page.locator(".card.error").wait_for()
+        assert f"data/{HOOK_A}/f0.js did not hand over its data" in page.locator(".card.error").inner_text()
+        assert watched.outside == [] and watched.errors  # the syntax error and the failure are in the console
 
 
 @pytest.mark.parametrize("width", [1280, 900])

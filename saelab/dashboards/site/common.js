@@ -32,7 +32,10 @@ window.Saelab = Saelab;
         script.setAttribute("charset", "x-user-defined");
         script.src = `data/${key}.js`;
         script.onerror = () => reject(new Error(`could not read data/${key}.js: is the site folder complete?`));
-        script.onload = () => script.remove();
+        script.onload = () => {
+          script.remove();
+          if (waiting.delete(key)) reject(new Error(`data/${key}.js did not hand over its data: is it damaged?`));
+        };
         document.head.appendChild(script);
       }));
     }

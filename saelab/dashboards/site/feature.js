@@ -105,7 +105,7 @@
         stat("steering unit", Saelab.num(rec.unit)))];
   }
 
-  // The right column: top windows, then the quantile groups (strongest first); tokens come later.
+  // The right column: top windows, then the quantile groups (strongest first); their tokens load after.
   function activations(rec, index, store) {
     if (rec.n_fired === 0) {
       return [el("div", { class: "card never", id: "never" },
@@ -115,7 +115,7 @@
     const vmax = rec.max > 0 ? rec.max : 1;
     const label = `feature ${rec.f}:`;
     const top = el("div", { class: "windows", id: "top" }, el("p", { class: "loading" }, "Loading windows…"));
-    const groups = rec.quantiles.slice().reverse().map(([low, high, share, refs]) => ({ low, high, share, refs,
+    const groups = rec.quantiles.slice().sort((x, y) => y[1] - x[1]).map(([low, high, share, refs]) => ({ low, high, share, refs,
       box: el("div", { class: "windows" }, el("p", { class: "loading" }, "Loading windows…")) }));
     const all = [...rec.top, ...groups.flatMap((g) => g.refs)].map((r) => r[0]);
     store.windows(all).then((wins) => {

@@ -74,12 +74,15 @@ def _batch_number(path: Path) -> int:
 
 
 def load_reports(folder: str | Path) -> Reports:
-    """Read one SAE's report folder (``<out>/<model>/<sae slug>``) into frames."""
+    """Read one SAE's report folder (``<out>/<model>/<sae slug>``) into frames; ``export_reports``'s
+    ``out`` also works when it holds the reports of one SAE only."""
     folder = Path(folder)
     summary_path = folder / "summary.json"
+    found = sorted(p.parent for p in folder.glob("*/*/summary.json"))
+    if not summary_path.is_file() and len(found) == 1:
+        folder, summary_path = found[0], found[0] / "summary.json"
     if not summary_path.is_file():
-        found = sorted(p.parent for p in folder.glob("*/*/summary.json"))
-        hint = f"; SAE folders below it: {', '.join(str(p) for p in found)}" if found else ""
+        hint = f"; pick one of the SAE folders below it: {', '.join(str(p) for p in found)}" if found else ""
         raise FileNotFoundError(f"{folder} is not an SAE's report folder: it has no summary.json{hint}.")
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
     frames = {}

@@ -196,10 +196,12 @@ def test_batches_without_a_summary_are_refused(tmp_path):
         load_reports(folder)
 
 
-def test_loading_the_out_folder_names_the_sae_folders_below_it(tmp_path):
-    export_reports(sample_dashboard(), tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"SAE folders below it: .*blocks\.20\.hook_resid_pre"):
-        load_reports(tmp_path)
+def test_the_out_folder_of_one_sae_loads_and_of_several_names_them(tmp_path):
+    export_reports(sample_dashboard(), tmp_path / "one")
+    assert len(load_reports(tmp_path / "one").features) == len(sample_dashboard())
+    export_reports([sample_dashboard(), sample_dashboard(hook="blocks.15.hook_resid_pre")], tmp_path / "two")
+    with pytest.raises(FileNotFoundError, match=r"SAE folders below it: .*blocks\.15.*blocks\.20\.hook_resid_pre"):
+        load_reports(tmp_path / "two")
 
 
 def test_values_keep_three_significant_digits():

@@ -1,15 +1,16 @@
 """Reports of whole SAEs in Neuronpedia's bulk-import layout, one folder per SAE:
 
-    <out>/<model>/<sae slug>/
+    <out>/<modelId>/<sourceId>/           Neuronpedia's model and source ids (e.g. smollm2-135m/20-res-saelab)
         summary.json                       which SAE, its config, metrics and SAE-wide tables
         features/batch-N.jsonl.gz          one record per feature   (features 1024 N ... 1024 N + 1023)
         activations/batch-N.jsonl.gz       one record per window    (top windows, then quantile groups)
         explanations/batch-N.jsonl.gz      one record per explanation (no rows when there are none)
 
-The record names and what is left empty are in :mod:`saelab.dashboards.schema`. Neuronpedia's
-importer reads ``<modelId>/<sourceId>/``: upload a folder under the ids its ``summary.json``
-gives in ``neuronpedia``. Its ``model.jsonl``, ``source.jsonl`` and ``sourceset.jsonl``
-describe a Neuronpedia deployment (owner, release, layer count) and are not written here.
+The record names and what is left empty are in :mod:`saelab.dashboards.schema`. The folders
+are named as Neuronpedia's importer reads them (``<modelId>/<sourceId>/``, the ids in every
+record and in ``summary.json``'s ``neuronpedia``). Its ``model.jsonl``, ``source.jsonl`` and
+``sourceset.jsonl`` describe a Neuronpedia deployment (owner, release, layer count) and are not
+written here.
 
 Every record is validated before anything is written; each file is written atomically and
 gzipped with ``mtime=0``, so the same dashboard gives the same bytes. Exporting again over the
@@ -57,8 +58,9 @@ _ADAPTERS: dict[str, TypeAdapter[list[Any]]] = {
 
 
 def sae_folder(out: str | Path, info: SaeInfo) -> Path:
-    """Where an SAE's reports go under ``out``."""
-    return Path(out) / info.model.replace("/", "_") / info.slug
+    """Where an SAE's reports go under ``out``: ``<modelId>/<sourceId>``, as Neuronpedia's importer reads them."""
+    src = neuronpedia_source(info)
+    return Path(out) / src.modelId.replace("/", "_") / src.layer.replace("/", "_")
 
 
 def batch_name(batch: int) -> str:

@@ -43,7 +43,7 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int, int]]:
 def test_the_layout_is_neuronpedias_and_every_record_matches_the_schema(tmp_path):
     dashboard = sample_dashboard()
     folder = folder_of(export_reports(dashboard, tmp_path, batch_size=5), dashboard)
-    assert folder == tmp_path / "smollm2-135m" / "blocks.20.hook_resid_pre"
+    assert folder == tmp_path / "smollm2-135m" / "20-res-saelab"  # Neuronpedia's model and source ids
     for kind in KINDS:
         files = sorted(p.name for p in (folder / kind).iterdir())
         assert files == ["batch-0.jsonl.gz", "batch-1.jsonl.gz", "batch-2.jsonl.gz"], kind
@@ -200,7 +200,7 @@ def test_the_out_folder_of_one_sae_loads_and_of_several_names_them(tmp_path):
     export_reports(sample_dashboard(), tmp_path / "one")
     assert len(load_reports(tmp_path / "one").features) == len(sample_dashboard())
     export_reports([sample_dashboard(), sample_dashboard(hook="blocks.15.hook_resid_pre")], tmp_path / "two")
-    with pytest.raises(FileNotFoundError, match=r"SAE folders below it: .*blocks\.15.*blocks\.20\.hook_resid_pre"):
+    with pytest.raises(FileNotFoundError, match=r"SAE folders below it: .*/15-res-saelab, .*/20-res-saelab"):
         load_reports(tmp_path / "two")
 
 

@@ -121,7 +121,9 @@
     store.windows(all).then((wins) => {
       const rowsOf = (refs) => refs.map((r) => Saelab.windowRow(wins.get(r[0]), Saelab.windowActs(r, rec.exponent), vmax, label));
       top.replaceChildren(...(rec.top.length ? rowsOf(rec.top) : [Saelab.empty("no windows")]));
-      for (const g of groups) g.box.replaceChildren(...(g.refs.length ? rowsOf(g.refs) : [Saelab.empty("no windows")]));
+      // A group whose every window is already among the top activations shows none twice.
+      const already = Saelab.empty("its windows are all among the top activations above");
+      for (const g of groups) g.box.replaceChildren(...(g.refs.length ? rowsOf(g.refs) : [already.cloneNode(true)]));
     }).catch(Saelab.fail);
     // One read-out for every window, kept in view while scrolling: what the hovered token is.
     const readout = el("span", { class: "readout", id: "readout" }, "hover a token for its activation");

@@ -62,7 +62,8 @@ def sample_feature(feature: int, d_sae: int, rng: np.random.Generator, *, fires:
 
 
 def sample_dashboard(d_sae: int = 12, hook: str = "blocks.20.hook_resid_pre", *, explained: bool = True,
-                     other_hooks: tuple[str, ...] = ("blocks.15.hook_resid_pre",), seed: int = 0) -> SaeDashboard:  # fmt: skip
+                     other_hooks: tuple[str, ...] = ("blocks.15.hook_resid_pre",),
+                     seed: int = 0) -> SaeDashboard:  # fmt: skip
     """``d_sae`` features: feature 3 never fires, odd ones are no specialists."""
     rng = np.random.default_rng(seed)
     info = SaeInfo(model="smollm2-135m", hook=hook, release="saelab-smollm2-135m-suite", sae_id=hook, d_sae=d_sae,

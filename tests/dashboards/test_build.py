@@ -218,3 +218,36 @@ def test_a_store_of_another_hook_or_model_is_refused(tiny_model, built, tmp_path
     store.manifest["model"]["identity"] = "another-model"
     with pytest.raises(ValueError, match="built from another model"):
         build_dashboards(tiny_model, sae, StoreSource(store, HOOK), cache=False, progress=False)
+
+
+def test_joins_land_on_their_features(built, tiny_model):
+    import pandas as pd
+
+    sae, source, _, _ = built
+    records = pd.DataFrame([
+        {"feature": 2, "decomposition": "sae", "explainer": "top_tokens", "explanation": "cats", "skipped": None,
+         "score_simulation": 0.5, "shuffled_simulation": 0.1, "all_negative_simulation": 0.0},
+        {"feature": 5, "decomposition": "sae", "explainer": "top_tokens", "explanation": "", "skipped": "never fires",
+         "score_simulation": float("nan"), "shuffled_simulation": float("nan"), "all_negative_simulation": 0.0},
+        {"feature": 2, "decomposition": "pca", "explainer": "top_tokens", "explanation": "not this SAE's",
+         "skipped": None, "score_simulation": 0.9, "shuffled_simulation": 0.0, "all_negative_simulation": 0.0},
+    ])  # fmt: skip
+    table = pd.DataFrame([{"category": "code", "feature": 2, "auroc": 0.91, "q_value": 0.01, "is_specialist": True},
+                          {"category": "math", "feature": 2, "auroc": 0.7, "q_value": 0.3, "is_specialist": False}])
+    other = random_sae(tiny_model.cfg.d_model, 16, "blocks.4.hook_resid_pre", seed=3)
+    dash = build_dashboards(tiny_model, sae, source, features=[2, 5], config=CFG, explanations=records,
+                            specialists=table, other_saes={"blocks.4.hook_resid_pre": other}, feature_map=False,
+                            cache=False, progress=False)  # fmt: skip
+    two, five = dash[2], dash[5]
+    assert [(e.explainer, e.text, e.scores, e.shuffled) for e in two.explanations] == [
+        ("top_tokens", "cats", {"simulation": 0.5}, {"simulation": 0.1})]
+    assert five.explanations == ()  # skipped: nothing to show, and nothing made up
+    assert [(s.category, s.is_specialist) for s in two.specialist] == [("code", True), ("math", False)]
+    assert five.specialist == ()
+    assert [m.hook for m in two.matches] == ["blocks.4.hook_resid_pre"] and 0 <= two.matches[0].feature < 16
+    assert dash.summary["specialists"] == [{"category": "code", "feature": 2, "auroc": 0.91, "q_value": 0.01,
+                                            "is_specialist": True}]  # fmt: skip
+    assert dash.frame().set_index("feature").loc[2, "category"] == "code"
+    with pytest.raises(ValueError, match=r"outside \[0, 24\).*another SAE"):
+        build_dashboards(tiny_model, sae, source, features=[2], config=CFG, specialists=table.assign(feature=99),
+                         feature_map=False, cache=False, progress=False)  # fmt: skip

@@ -78,7 +78,9 @@ def assemble_features(state: PassState, source: ActivationSource, model: HookedT
 
 def _groups(sample: list[Entry], shown: set[int], cfg: DashboardConfig,
             maker: ContextMaker) -> tuple[QuantileGroup, ...]:  # fmt: skip
-    if not sample:
+    """No groups when every sampled window is already a top window (a rare feature): they
+    would only repeat the top activations."""
+    if all(e.window in shown for e in sample):
         return ()
     ordered = sorted(sample, key=lambda e: e.value)
     bins = np.array_split(np.arange(len(ordered)), min(cfg.n_quantile_groups, len(ordered)))

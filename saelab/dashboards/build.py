@@ -39,7 +39,7 @@ from saelab.dashboards.summary import summarise
 from saelab.saes import sae_hook_name
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # bump when the assembly changes what a build produces
 
 
 def build_dashboards(

@@ -136,7 +136,8 @@
         "Activating windows grouped by their peak; each group holds an equal share of them."),
         groups.map((g) => el("div", { class: "group" },
           el("h3", {}, `${Saelab.num(g.low)} to ${Saelab.num(g.high)}`,
-            el("span", { class: "muted" }, ` · ${Saelab.pct(g.share, 2)} of activating windows`)), g.box))) : null];
+            el("span", { class: "muted" }, ` · ${Saelab.pct(g.share, 2)} of activating windows`)), g.box)))
+        : card("Quantile groups", Saelab.empty("every activating window this dashboard saw is among the top activations above"))];
   }
 
   Saelab.run(async () => {

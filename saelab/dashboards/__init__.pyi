@@ -7,4 +7,5 @@ from .data import FeatureDashboard as FeatureDashboard, SaeDashboard as SaeDashb
 from .for_profile import ProfileDashboardsConfig as ProfileDashboardsConfig, profile_dashboards as profile_dashboards
 from .load import Reports as Reports, load_reports as load_reports
 from .reports import export_reports as export_reports
+from .site.serve import serve_site as serve_site
 from .site.write import write_site as write_site

@@ -284,3 +284,20 @@ def test_rounding_to_significant_digits():
     assert json.dumps(sig_list(np.array([4.3721, 0.012345, 98765.0]))) == "[4.37, 0.0123, 98800.0]"
     with pytest.raises(ValueError, match="non-finite"):
         sig_list(np.array([1.0, np.inf]))
+
+
+def test_serve_site_serves_the_folder_and_refuses_one_without_a_site(tmp_path):
+    import urllib.request
+
+    from saelab.dashboards.site.serve import serve_site
+
+    site = write_site(sample_dashboard(), tmp_path / "site")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with serve_site(site) as server:
+        with opener.open(server.page(), timeout=10) as response:
+            assert response.status == 200 and b"<html" in response.read().lower()
+        with opener.open(f"{server.url}/data/site.js", timeout=10) as response:
+            assert response.read() == (site / "data" / "site.js").read_bytes()
+        assert server.page("blocks.20.hook_resid_pre", 7).endswith("feature.html?sae=blocks.20.hook_resid_pre&f=7")
+    with pytest.raises(FileNotFoundError, match="holds no dashboard site"):
+        serve_site(tmp_path)

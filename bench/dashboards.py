@@ -65,7 +65,7 @@ PYTHONPATH. Create that venv once (~2 minutes; nothing in .venv changes):
 carries the embedded model.) When ``sae_dashboard`` imports in the running interpreter, the
 reference runs in-process instead.
 
-    python bench/dashboards.py                       # all three parts: ~20-25 minutes on 2 loaded CPU cores
+    python bench/dashboards.py                       # all three parts: ~10 minutes on 2 quiet CPU cores, ~20 loaded
     python bench/dashboards.py --parts reference --features 32    # one part, smaller
     python bench/dashboards.py [--features 256] [--texts 64] [--seq-len 128] [--store-tokens 100000]
                                [--pass-texts 150] [--pass-repeats 3] [--threads 2] [--skip-reference]

@@ -133,19 +133,23 @@ def category_means(column: Float[np.ndarray, " n_texts"], labels: Sequence[str])
     )
 
 
-def decoder_logits(model: HookedTransformer, sae: SAE, feature: int) -> Float[Tensor, " d_vocab"]:
-    """Feature ``feature``'s decoder direction read through the unembedding, over the vocabulary."""
+def unembedding_directions(model: HookedTransformer, sae: SAE, features: Tensor) -> Float[Tensor, "n d_model"]:
+    """Decoder rows ``features`` as the unembedding reads them, on W_U's device and dtype."""
     if sae.cfg.d_in != model.cfg.d_model:
         raise ValueError(f"SAE d_in={sae.cfg.d_in} does not match the model's d_model={model.cfg.d_model}")
     w_u = model.W_U.detach()
-    direction = sae.W_dec[feature].detach().to(device=w_u.device, dtype=w_u.dtype)
+    rows = sae.W_dec.detach()[features.to(sae.W_dec.device)].to(device=w_u.device, dtype=w_u.dtype)
     ln_weight = getattr(model.ln_final, "w", None)
-    if ln_weight is not None:
-        # Unfolded LayerNorm/RMSNorm scales each dimension before W_U (fold_ln=True puts
-        # this weight into W_U instead, and then the model has no .w here).
-        direction = direction * ln_weight.detach()
+    # Unfolded LayerNorm/RMSNorm scales each dimension before W_U (fold_ln=True puts this
+    # weight into W_U instead, and then the model has no .w here).
+    return rows * ln_weight.detach() if ln_weight is not None else rows
+
+
+def decoder_logits(model: HookedTransformer, sae: SAE, feature: int) -> Float[Tensor, " d_vocab"]:
+    """Feature ``feature``'s decoder direction read through the unembedding, over the vocabulary."""
+    direction = unembedding_directions(model, sae, torch.tensor([feature]))[0]
     with torch.inference_mode():
-        return (direction @ w_u).float().cpu()
+        return (direction @ model.W_U.detach()).float().cpu()
 
 
 def logit_lens(model: HookedTransformer, sae: SAE, feature: int, top: int = 10) -> pd.DataFrame:

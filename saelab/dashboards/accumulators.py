@@ -23,6 +23,7 @@ from sae_lens import SAE
 from torch import Tensor
 
 from saelab.dashboards.data import Histogram
+from saelab.evals.metrics import explained_variance_from_sums
 
 LOG_LOW, LOG_HIGH, BINS_PER_DECADE = -4.0, 5.0, 48
 """Fine bins cover activations from 1e-4 to 1e5 (below and above land in the end bins), 48
@@ -168,7 +169,7 @@ class Reconstruction:
         if n < 2 or self.sum_D is None or self.sum_sq_D is None:
             return None
         total = float((self.sum_sq_D - self.sum_D**2 / n).sum())
-        return 1.0 - float(self.sums[0]) / total if total > 0 else None
+        return explained_variance_from_sums(float(self.sums[0]), total, int(n))
 
 
 def fine_bin_of(value: float) -> int:

@@ -12,11 +12,12 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from sae_lens import SAE
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
+from saelab.analysis.feature import unembedding_directions
 from saelab.dashboards.data import Histogram, Neighbour, TokenValue
 from saelab.extract.tokens import token_strings
 
@@ -27,17 +28,6 @@ class LogitParts(NamedTuple):
     promoted: list[tuple[TokenValue, ...]]
     suppressed: list[tuple[TokenValue, ...]]
     histograms: list[Histogram]
-
-
-def unembedding_directions(model: HookedTransformer, sae: SAE, features: Int[Tensor, " S"]) -> Float[Tensor, "S D"]:
-    """Decoder rows as the unembedding reads them: times ln_final's weight when the model keeps
-    it unfolded (as :func:`saelab.analysis.feature.decoder_logits` does for one feature)."""
-    if sae.cfg.d_in != model.cfg.d_model:
-        raise ValueError(f"SAE d_in={sae.cfg.d_in} does not match the model's d_model={model.cfg.d_model}")
-    w_u = model.W_U.detach()
-    rows = sae.W_dec.detach()[features.to(sae.W_dec.device)].to(device=w_u.device, dtype=w_u.dtype)
-    ln_weight = getattr(model.ln_final, "w", None)
-    return rows * ln_weight.detach() if ln_weight is not None else rows
 
 
 def logit_parts(model: HookedTransformer, sae: SAE, features: list[int], *, top: int, n_bins: int) -> LogitParts:

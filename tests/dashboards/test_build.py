@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from saelab.analysis.feature import unembedding_directions
 from saelab.autointerp.sources import Chunk, StoreSource, TextSource
 from saelab.dashboards.build import build_dashboards
 from saelab.dashboards.config import DashboardConfig
-from saelab.dashboards.parts import unembedding_directions
 from saelab.extract.hooks import encode_activations
 from tests.conftest import random_sae
 

@@ -15,4 +15,9 @@ from .replication import (
 )
 from .run import AutointerpConfig as AutointerpConfig, run_autointerp as run_autointerp
 from .sources import StoreSource as StoreSource, TextSource as TextSource
+from .steering_judge import (
+    CATEGORY_DESCRIPTIONS as CATEGORY_DESCRIPTIONS,
+    SteeringJudge as SteeringJudge,
+    SteeringJudgeConfig as SteeringJudgeConfig,
+)
 from .summary import score_summary as score_summary

@@ -17,6 +17,7 @@ from .effects import feature_effects as feature_effects
 from .embedding_attribution import token_attribution as token_attribution
 from .feature_scale import feature_stats as feature_stats
 from .generation import generate as generate
+from .judge_protocol import ConceptJudge as ConceptJudge
 from .logits import logit_effect as logit_effect
 from .metrics import (
     logit_diff as logit_diff,
@@ -25,6 +26,13 @@ from .metrics import (
     token_logprob as token_logprob,
 )
 from .probe import ConceptProbe as ConceptProbe
+from .repetition import (
+    RepetitionRule as RepetitionRule,
+    RepetitionScores as RepetitionScores,
+    distinct_n as distinct_n,
+    repeated_ngram_share as repeated_ngram_share,
+    repetition_scores as repetition_scores,
+)
 from .splice import spliced as spliced
 from .steerer import Steerer as Steerer
 from .steering import steer as steer

@@ -20,7 +20,7 @@ LAYERS: dict[str, int] = {
     "data": 1, "models": 1, "distributed": 1, "notebook": 1,
     "saes": 2,
     "profiles": 3,
-    "extract": 4,
+    "extract": 4, "forward": 4,
     "lessons": 5, "exercises": 5, "analysis": 5, "evals": 5,
     "corpus": 6, "interventions": 6,
     "store": 7,

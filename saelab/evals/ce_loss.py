@@ -24,30 +24,30 @@ raises CE-loss recovered for the same spliced loss.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Bool, Int
 from sae_lens import SAE
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from saelab._util.hook_names import resume_layer_for_hook
 from saelab.evals.accumulators import CELossMetrics, DownstreamStats, ReconstructionStats
 from saelab.extract.hooks import encode_activations
+from saelab.forward.edited_rows import DEFAULT_MAX_LOGIT_BYTES, rows_per_pass
+from saelab.forward.losses import next_token_nll
+from saelab.forward.resume import resume
 from saelab.saes import check_compatible, sae_hook_name
 
-# Upper bound on the vocabulary-sized tensors one CE chunk holds at once (clean log-probs,
-# spliced logits, their log-probs and the element-wise KL: four [rows, pos, d_vocab] fp32
-# blocks). SmolLM2's 49,152-token vocabulary makes these the largest tensors by far.
-DEFAULT_MAX_LOGIT_BYTES = 512 * 2**20
+# The vocabulary-sized tensors one CE chunk holds at once: clean log-probs, spliced logits,
+# their log-probs and the element-wise KL, four [rows, pos, d_vocab] fp32 blocks.
 _LOGIT_BLOCKS = 4
 
 
 class MissingBOSWarning(UserWarning):
     """Token rows were passed with ``exclude_bos=True`` but do not start with the BOS token."""
+
 
 class BosPolicy(NamedTuple):
     exclude: bool
@@ -100,7 +100,6 @@ def ce_loss_metrics(
     return stats.result()
 
 
-
 def downstream_batch(
     model: HookedTransformer,
     sae: SAE,
@@ -112,7 +111,7 @@ def downstream_batch(
 ) -> None:
     """The three runs over ``batch``, in chunks of rows that keep the logits under ``max_logit_bytes``."""
     tokens, attention_mask, positions = batch
-    rows = max(1, max_logit_bytes // (_LOGIT_BLOCKS * tokens.shape[1] * model.cfg.d_vocab * 4))
+    rows = rows_per_pass(max_logit_bytes, tokens.shape[1], model.cfg.d_vocab, _LOGIT_BLOCKS)
     for start in range(0, tokens.shape[0], rows):
         part = slice(start, start + rows)
         _downstream_chunk(
@@ -137,66 +136,35 @@ def _downstream_chunk(
     stats: DownstreamStats,
     recon: ReconstructionStats | None,
 ) -> None:
+    """The clean run (which keeps the activation at the hook), then the spliced and the
+    zero-ablated runs resumed from that activation, one logit block at a time."""
     device = model.cfg.device
     tokens = tokens.to(device)
     kept, zeroed, predict = (mask.to(device) for mask in positions)
-    kwargs: dict[str, Any] = {}
-    if attention_mask is not None:
-        kwargs["attention_mask"] = attention_mask.to(device)
-    splice, zero_out = _splice_hook(sae, kept, recon), _zero_hook(zeroed)
+    mask = attention_mask.to(device) if attention_mask is not None else None
+    store: dict[str, Tensor] = {}
+
+    def grab(act: Tensor, hook: Any) -> None:  # noqa: ARG001 (TransformerLens HookPoint)
+        store["act"] = act.clone()
+
+    logits = resume(model, hook, None, tokens, attention_mask=mask, fwd_hooks=[(hook, grab)])
+    clean = next_token_nll(logits, tokens)
+    logp_clean = F.log_softmax(logits.float(), dim=-1)
+    act = store.pop("act")
     with torch.inference_mode():
-        runs = _patched_runs(model, hook, tokens, kwargs, splice, zero_out)
-        logp_clean = F.log_softmax(next(runs).float(), dim=-1)
-        clean = _next_token_nll(logp_clean, tokens)
-        logp_spliced = F.log_softmax(next(runs).float(), dim=-1)
-        spliced = _next_token_nll(logp_spliced, tokens)
-        kl = F.kl_div(logp_spliced, logp_clean, log_target=True, reduction="none").sum(dim=-1)
-        del logp_clean, logp_spliced
-        zero = _next_token_nll(F.log_softmax(next(runs).float(), dim=-1), tokens)
+        spliced_act, zeroed_act = _splice(sae, act, kept, recon), _zero(act, zeroed)
+    logits = resume(model, hook, spliced_act, tokens, attention_mask=mask)
+    spliced = next_token_nll(logits, tokens)
+    logp_spliced = F.log_softmax(logits.float(), dim=-1)
+    kl = F.kl_div(logp_spliced, logp_clean, log_target=True, reduction="none").sum(dim=-1)
+    del logits, logp_clean, logp_spliced
+    zero = next_token_nll(resume(model, hook, zeroed_act, tokens, attention_mask=mask), tokens)
     stats.n_predictions += int(predict.sum())
     stats.n_kl_positions += int(kept.sum())
     stats.clean_sum += float(clean[predict].double().sum())
     stats.spliced_sum += float(spliced[predict].double().sum())
     stats.zero_sum += float(zero[predict].double().sum())
     stats.kl_sum += float(kl[kept].double().sum())
-
-
-def _patched_runs(
-    model: HookedTransformer,
-    hook: str,
-    tokens: Tensor,
-    kwargs: dict[str, Any],
-    splice: Callable[..., Tensor],
-    zero_out: Callable[..., Tensor],
-) -> Iterator[Float[Tensor, "batch pos vocab"]]:
-    """Logits of the clean, spliced and zero-ablated runs, one at a time (bounded memory).
-
-    At a residual-stream hook the activation is the whole state of the forward pass, so the
-    patched runs resume from it (``start_at_layer``) instead of recomputing the layers below
-    the hook: at layer 20 of 30, two thirds of the layers. Other hooks patch a full run.
-    """
-    resume = resume_layer_for_hook(hook)
-    if resume is None:
-        yield model(tokens, **kwargs)
-        yield model.run_with_hooks(tokens, fwd_hooks=[(hook, splice)], **kwargs)
-        yield model.run_with_hooks(tokens, fwd_hooks=[(hook, zero_out)], **kwargs)
-        return
-    store: dict[str, Tensor] = {}
-
-    def grab(act: Tensor, hook: Any) -> None:  # noqa: ARG001
-        store["act"] = act.clone()
-
-    yield model.run_with_hooks(tokens, fwd_hooks=[(hook, grab)], **kwargs)
-    act = store.pop("act")
-    yield model(splice(act, None), start_at_layer=resume, **kwargs)
-    yield model(zero_out(act, None), start_at_layer=resume, **kwargs)
-
-
-def _next_token_nll(
-    logp: Float[Tensor, "batch pos vocab"], tokens: Int[Tensor, "batch pos"]
-) -> Float[Tensor, "batch pos_minus_1"]:
-    """``-log p(token_{i+1} | tokens_{<=i})`` for each position i but the last."""
-    return -logp[:, :-1].gather(-1, tokens[:, 1:, None]).squeeze(-1)
 
 
 def sae_reconstruct(sae: SAE, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -206,29 +174,22 @@ def sae_reconstruct(sae: SAE, x: Tensor) -> tuple[Tensor, Tensor]:
     return feats, x_hat
 
 
-def _splice_hook(sae: SAE, kept: Tensor, recon: ReconstructionStats | None) -> Callable[..., Tensor]:
-    """Replace the activation with the SAE's reconstruction at kept positions (others untouched).
+def _splice(sae: SAE, act: Tensor, kept: Tensor, recon: ReconstructionStats | None) -> Tensor:
+    """The activation with the SAE's reconstruction at kept positions (others untouched).
 
-    When ``recon`` is given, the reconstruction metrics are taken from this same pass, which
-    saves the separate forward pass to the hook.
+    When ``recon`` is given, the reconstruction metrics are taken from this same encode, which
+    saves a separate forward pass to the hook.
     """
-
-    def hook_fn(act: Tensor, hook: Any) -> Tensor:  # noqa: ARG001 (TransformerLens HookPoint)
-        feats, x_hat = sae_reconstruct(sae, act)
-        if recon is not None:
-            add_recon(recon, act, feats, x_hat, kept)
-        keep = kept.reshape(*kept.shape, *([1] * (act.ndim - 2)))
-        return torch.where(keep, x_hat, act)
-
-    return hook_fn
+    feats, x_hat = sae_reconstruct(sae, act)
+    if recon is not None:
+        add_recon(recon, act, feats, x_hat, kept)
+    keep = kept.reshape(*kept.shape, *([1] * (act.ndim - 2)))
+    return torch.where(keep, x_hat, act)
 
 
-def _zero_hook(zeroed: Tensor) -> Callable[..., Tensor]:
-    def hook_fn(act: Tensor, hook: Any) -> Tensor:  # noqa: ARG001
-        zero = zeroed.reshape(*zeroed.shape, *([1] * (act.ndim - 2)))
-        return torch.where(zero, torch.zeros_like(act), act)
-
-    return hook_fn
+def _zero(act: Tensor, zeroed: Tensor) -> Tensor:
+    zero = zeroed.reshape(*zeroed.shape, *([1] * (act.ndim - 2)))
+    return torch.where(zero, torch.zeros_like(act), act)
 
 
 def add_recon(recon: ReconstructionStats, x: Tensor, feats: Tensor, x_hat: Tensor, kept: Tensor) -> None:

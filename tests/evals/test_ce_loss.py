@@ -12,8 +12,8 @@ from sae_lens.evals import get_downstream_reconstruction_metrics
 from sae_lens.training.activation_scaler import ActivationScaler
 
 from saelab import evals
-from saelab.evals import ce_loss
 from saelab.evals.ce_loss import ce_loss_metrics
+from saelab.forward import resume
 from tests.evals._helpers import HOOK, StubStore, identity_sae
 
 
@@ -21,7 +21,7 @@ from tests.evals._helpers import HOOK, StubStore, identity_sae
 def ce_with_bos(tiny_model, sae, tokens):
     """Through the plain path (three full forward passes), not the resume-from-the-hook one."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ce_loss, "resume_layer_for_hook", lambda hook: None)
+        patch.setattr(resume, "resume_layer_for_hook", lambda hook: None)
         return ce_loss_metrics(tiny_model, sae, tokens, exclude_bos=False)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import pandas as pd
 import torch
@@ -27,21 +27,26 @@ from sae_lens import SAE
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from saelab._util.hook_names import resume_layer_for_hook
 from saelab.evals.ce_loss import validate_tokens, warn_if_no_bos
 from saelab.extract.batches import pad_rows
 from saelab.extract.hooks import encode_activations, run_hooks
 from saelab.extract.tokens import token_strings, tokenize
+from saelab.forward.edited_rows import (
+    DEFAULT_MAX_LOGIT_BYTES,
+    EditedChunk,
+    HookActs,
+    Reduce,
+    rows_per_pass,
+    run_edited_rows,
+)
+from saelab.forward.losses import next_token_nll, prediction_mask
 from saelab.interventions.edits import check_features, set_features
 from saelab.interventions.feature_scale import FeatureStats, feature_stats
-from saelab.interventions.splice import STATEFUL_NORMS, Splice, edit_mask
+from saelab.interventions.splice import STATEFUL_NORMS, edit_mask, splice_delta
 from saelab.saes import check_compatible, sae_hook_name
 
 AblationMode = Literal["zero", "mean"]
 MODES: tuple[str, ...] = ("zero", "mean")
-DEFAULT_MAX_LOGIT_BYTES = 512 * 2**20
-"""Upper bound on the vocabulary-sized blocks one chunk of rows holds at once (fp32 bytes):
-SmolLM2's 49,152-token vocabulary makes logits the largest tensors by far."""
 _LOGIT_BLOCKS = 3  # clean logits, ablated logits, one temporary of the same size
 
 
@@ -75,22 +80,6 @@ def as_token_batch(
     return TokenBatch(batch.tokens, batch.attention_mask)
 
 
-def prediction_mask(attention_mask: Int[Tensor, "batch pos"]) -> Bool[Tensor, "batch pos_minus_1"]:
-    """Real next-token predictions: position i predicts token i+1, both real."""
-    real = attention_mask.bool()
-    return real[:, :-1] & real[:, 1:]
-
-
-def next_token_nll(
-    logits: Float[Tensor, "batch pos vocab"], tokens: Int[Tensor, "batch pos"]
-) -> Float[Tensor, "batch pos_minus_1"]:
-    """``-log p(token[i+1])`` at each position i but the last, in fp32 (logsumexp minus the
-    target's logit: no second vocabulary-sized block for the log-softmax)."""
-    logits = logits[:, :-1].float()
-    target = logits.gather(-1, tokens[:, 1:, None].to(logits.device)).squeeze(-1)
-    return logits.logsumexp(dim=-1) - target
-
-
 def check_mode(mode: str) -> None:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
@@ -119,48 +108,6 @@ def ablation_values(
     if stats.d_sae != sae.cfg.d_sae:
         raise ValueError(f"FeatureStats are for d_sae={stats.d_sae}, this SAE has {sae.cfg.d_sae}")
     return stats.mean[list(features)].float().cpu()
-
-
-def logits_from_hook(
-    model: HookedTransformer,
-    hook: str,
-    acts: Float[Tensor, "batch pos d"],
-    tokens: Int[Tensor, "batch pos"],
-    attention_mask: Int[Tensor, "batch pos"],
-    from_position: int = 0,
-) -> Float[Tensor, "batch pos_from vocab"]:
-    """Logits of the model whose activation at ``hook`` is ``acts`` (the tokens' own one,
-    possibly edited): resumed from the hook at residual-stream hooks, a full pass otherwise.
-
-    Only positions from ``from_position`` on are unembedded: past a late hook the unembedding
-    (SmolLM2's 49,152-token vocabulary) is a large share of the work, and an edit cannot move
-    the logits before it.
-    """
-    device = model.cfg.device
-    mask = attention_mask.to(device)
-    resume = resume_layer_for_hook(hook)
-    last = model.cfg.n_layers  # stop after the last block: the residual before ln_final
-    with torch.inference_mode():
-        if resume is not None:
-            resid = model(acts, start_at_layer=resume, stop_at_layer=last, attention_mask=mask)
-        else:
-
-            def replace(act: Tensor, hook: Any) -> Tensor:  # noqa: ARG002 (TransformerLens HookPoint)
-                return acts.reshape(act.shape).to(act)
-
-            resid = model.run_with_hooks(
-                tokens.to(device), fwd_hooks=[(hook, replace)], stop_at_layer=last, attention_mask=mask
-            )
-        return unembed(model, resid[:, from_position:])
-
-
-def unembed(model: HookedTransformer, resid: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos vocab"]:
-    """The model's head on a final residual stream: ln_final, the unembedding, a soft cap."""
-    if model.cfg.normalization_type is not None:
-        resid = model.ln_final(resid)
-    logits = model.unembed(resid)
-    cap = model.cfg.output_logits_soft_cap
-    return cap * torch.tanh(logits / cap) if cap and cap > 0 else logits
 
 
 @dataclass(frozen=True)
@@ -254,7 +201,7 @@ def ablate(
     batch = as_token_batch(model, tokens, attention_mask)
     edited = edit_mask(batch.attention_mask)
     n_rows, width = batch.tokens.shape
-    rows = max(1, max_logit_bytes // (_LOGIT_BLOCKS * width * model.cfg.d_vocab * 4))
+    rows = rows_per_pass(max_logit_bytes, width, model.cfg.d_vocab, _LOGIT_BLOCKS)
     parts = [_ablate_rows(model, sae, hook, ids, values, batch, edited, slice(s, s + rows), keep_logits)
              for s in range(0, n_rows, rows)]  # fmt: skip
     clean, ablated = torch.cat([p.clean for p in parts]), torch.cat([p.ablated for p in parts])
@@ -288,22 +235,35 @@ def _ablate_rows(
     part: slice,
     keep_logits: bool,
 ) -> _Rows:
-    """Clean and ablated losses, activations and (maybe) logit deltas of some rows."""
+    """Clean and ablated losses, activations and (maybe) logit deltas of some rows: the clean
+    rows, then one edited row per text, through the engine (one chunk each)."""
     tokens, mask, edit_at = batch.tokens[part], batch.attention_mask[part], edited[part]
     x = run_hooks(model, [hook], tokens, mask)[hook]
-    splice = Splice(model=model, sae=sae, edit=set_features(ids, values), hook=hook, mask=edit_at.to(x.device))
+    keep = edit_at.to(x.device).reshape(*edit_at.shape, *([1] * (x.ndim - 2)))
     with torch.inference_mode():
         acts = encode_activations(sae, x)[..., ids].float().cpu() * edit_at[..., None]
-        x_ablated = splice(x)
-    clean_logits = logits_from_hook(model, hook, x, tokens, mask)
-    clean = next_token_nll(clean_logits, tokens).cpu()
-    ablated_logits = logits_from_hook(model, hook, x_ablated, tokens, mask)
-    ablated = next_token_nll(ablated_logits, tokens).cpu()
+        delta = torch.where(keep, splice_delta(sae, x, set_features(ids, values)), 0.0)
+    clean = HookActs(hook, x, tokens, mask)
+    n, width = tokens.shape
+    nll = {name: torch.full((n, width - 1), float("nan")) for name in ("clean", "ablated")}
+    logits = {name: torch.full((n, width, model.cfg.d_vocab), float("nan")) for name in nll if keep_logits}
+
+    def reduce(name: str) -> Reduce:
+        def keep_rows(chunk: EditedChunk) -> None:  # one chunk: every row of the part
+            w = chunk.tokens.shape[1]  # past it, every row is padding
+            nll[name][:, : w - 1] = next_token_nll(chunk.logits, chunk.tokens).cpu()
+            if keep_logits:
+                logits[name][:, :w] = chunk.logits.float().cpu()
+
+        return keep_rows
+
+    run_edited_rows(model, clean, torch.arange(n), reduce("clean"), rows_per_chunk=n)
+    run_edited_rows(model, clean, torch.arange(n), reduce("ablated"), rows_per_chunk=n, deltas=lambda r: delta[r])
     logit_delta = None
     if keep_logits:
-        logit_delta = (ablated_logits.float() - clean_logits.float()).cpu()
+        logit_delta = logits["ablated"] - logits["clean"]
         logit_delta[~mask.bool()] = float("nan")
-    return _Rows(clean, ablated, acts, logit_delta)
+    return _Rows(nll["clean"], nll["ablated"], acts, logit_delta)
 
 
 def row_token_strings(model: HookedTransformer, batch: TokenBatch) -> list[list[str]]:

@@ -30,17 +30,21 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from saelab.extract.hooks import encode_activations, run_hooks
-from saelab.interventions.ablation import (
+from saelab.forward.edited_rows import (
     DEFAULT_MAX_LOGIT_BYTES,
+    EditedChunk,
+    HookActs,
+    rows_per_pass,
+    run_edited_rows,
+)
+from saelab.forward.losses import next_token_nll, prediction_mask
+from saelab.interventions.ablation import (
     AblationMode,
     TokenBatch,
     ablation_values,
     as_token_batch,
     check_sae,
     edit_mask,
-    logits_from_hook,
-    next_token_nll,
-    prediction_mask,
     row_token_strings,
 )
 from saelab.interventions.edits import check_features
@@ -169,7 +173,7 @@ def feature_effects(
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     batch = as_token_batch(model, tokens_or_texts, attention_mask)
     (n_texts, width), n_feats, vocab = batch.tokens.shape, len(ids), model.cfg.d_vocab
-    rows = max(1, max_logit_bytes // (_LOGIT_BLOCKS * width * vocab * 4))
+    rows = rows_per_pass(max_logit_bytes, width, vocab, _LOGIT_BLOCKS)
     show = progress if progress is not None else n_feats * n_texts > 4 * rows
     run = _Run(
         model=model, sae=sae, hook=hook, ids=torch.tensor(ids), values=values, mode=mode, rows=rows,
@@ -208,24 +212,35 @@ def _text_batch(run: _Run, batch: TokenBatch, part: slice) -> None:
     editable = edit_mask(mask).to(feats.device)
     acts = feats[..., run.ids.to(feats.device)] * editable[..., None]  # [texts, pos, n_features]
     run.activations[:, part, :width] = acts.permute(2, 0, 1).float().cpu()
-    clean_logits = logits_from_hook(run.model, run.hook, x, tokens, mask)
-    clean = next_token_nll(clean_logits, tokens)
-    run.clean_loss[part, : width - 1] = clean.cpu()
+    clean = HookActs(run.hook, x, tokens, mask)
+    held: dict[str, Tensor] = {}
+
+    def keep_clean(chunk: EditedChunk) -> None:  # one chunk: the texts of one pass fit the budget
+        held["nll"] = next_token_nll(chunk.logits, chunk.tokens)
+        held["logits"] = chunk.logits
+
+    run_edited_rows(run.model, clean, torch.arange(len(tokens)), keep_clean, rows_per_chunk=len(tokens))
+    run.clean_loss[part, : width - 1] = held["nll"].cpu()
     text_idx, feat_idx, first = _pairs(run.mode, acts, editable)
     run.bar.update(acts.shape[0] * acts.shape[2] - len(text_idx))
-    for start in range(0, len(text_idx), run.rows):
-        t, j = text_idx[start : start + run.rows], feat_idx[start : start + run.rows]
-        p0 = int(first[start])  # the pairs are sorted by it: no row of this chunk changes before p0
-        delta = ablation_deltas(run.sae, feats, base, editable, t, run.ids[j], run.values[j])
-        x_rows = x[t.to(x.device)] + delta.to(x)
-        logits = logits_from_hook(run.model, run.hook, x_rows, tokens[t], mask[t], from_position=p0)
-        nll = next_token_nll(logits, tokens[t, p0:])
+
+    def deltas(rows: Tensor) -> Tensor:
+        t, j = text_idx[rows], feat_idx[rows]
+        return ablation_deltas(run.sae, feats, base, editable, t, run.ids[j], run.values[j])
+
+    def reduce(chunk: EditedChunk) -> None:
+        t, j, p0 = chunk.texts, feat_idx[chunk.rows], chunk.from_position
+        nll = next_token_nll(chunk.logits, chunk.tokens[:, p0:])
+        end = p0 + nll.shape[1]  # the chunk's tokens stop at its last real column
         t_all = t + part.start
-        run.loss_delta[j, t_all, p0 : width - 1] = (nll - clean[t.to(clean.device), p0:]).cpu()
+        run.loss_delta[j, t_all, p0:end] = (nll - held["nll"][t.to(nll.device), p0:end]).cpu()
         run.ran[j, t_all] = True
         if run.logit_sum is not None:
-            _add_logits(run, logits, clean_logits[:, p0:], acts[:, p0:], t, j)
+            w = chunk.tokens.shape[1]
+            _add_logits(run, chunk.logits, held["logits"][:, p0:w], acts[:, p0:w], t, j)
         run.bar.update(len(t))
+
+    run_edited_rows(run.model, clean, text_idx, reduce, rows_per_chunk=run.rows, deltas=deltas, first=first)
 
 
 def _pairs(mode: str, acts: Tensor, editable: Tensor) -> tuple[Tensor, Tensor, Tensor]:

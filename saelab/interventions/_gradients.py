@@ -1,5 +1,5 @@
 """The machinery that attribution, circuits and their ground truth share: checked inputs, hooks
-in forward order, runs that resume from a hook, and the leaf nodes spliced in at a hook.
+in forward order, runs from and to a hook, and the leaf nodes spliced in at a hook.
 
 Leaves. At a hook with activation ``x`` and SAE features ``f = encode(x)`` the splice
 ``x + (decode(f) - decode(f).detach()) + (e - e.detach())`` with ``e = x - decode(f)`` has the
@@ -11,7 +11,7 @@ for gradients, nodes of an earlier hook get their total derivative through the r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,13 +21,12 @@ from sae_lens import SAE
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from saelab._util.hook_names import hook_layer, resume_layer_for_hook, stop_layer_for_hook
+from saelab._util.hook_names import hook_layer, stop_layer_for_hook
 from saelab.extract.hooks import encode_activations, run_hooks
 from saelab.extract.tokens import tokenize
+from saelab.forward.resume import HookFn, resume
 from saelab.interventions.splice import STATEFUL_NORMS
 from saelab.saes import check_compatible, sae_hook_name
-
-HookFn = Callable[[Tensor, Any], Tensor]
 
 # Where a hook sits inside its block, in forward order; hooks outside blocks (embed) come first.
 _IN_BLOCK_ORDER = ("hook_resid_pre", "attn.", "hook_attn_out", "hook_resid_mid", "mlp.", "hook_mlp_out")
@@ -104,20 +103,14 @@ def forward_from(
     tokens: Int[Tensor, "rows pos"],
     x: Float[Tensor, "rows pos d"] | None,
     fwd_hooks: Sequence[tuple[str, HookFn]] = (),
-    **kwargs: Any,
+    *,
+    stop_at_layer: int | None = None,
 ) -> Tensor:
-    """The forward pass from ``hook`` on, with ``fwd_hooks`` installed (removed afterwards, also
-    on an exception).
-
-    At a residual-stream hook the run resumes from ``x``, the clean activation there (the hook
-    itself still fires on it); elsewhere, or when ``x`` is None, the whole model runs on
-    ``tokens``, which computes the same clean activation on the way.
-    """
-    resume = resume_layer_for_hook(hook) if x is not None else None
-    with model.hooks(fwd_hooks=list(fwd_hooks)):
-        if resume is not None and x is not None:
-            return model(x, start_at_layer=resume, **kwargs)
-        return model(tokens, **kwargs)
+    """The forward pass from ``hook`` on with ``x``, the clean activation there (None: from the
+    tokens), and ``fwd_hooks`` installed: :func:`saelab.forward.resume.resume`, recording the
+    graph when the caller has gradients enabled (the leaves' hooks need it)."""
+    grad = torch.is_grad_enabled()
+    return resume(model, hook, x, tokens, fwd_hooks=fwd_hooks, grad=grad, stop_at_layer=stop_at_layer)
 
 
 def run_to(

@@ -3,7 +3,8 @@
 A node's attribution is a linear estimate of its effect, ``metric(clean) - metric(node
 zero-ablated)``: positive means the node raises the metric. Ablating feature ``i`` at position
 ``p`` goes through the error-preserving splice, ``x'[p] = x[p] + decode(f with f[p, i] = 0) -
-decode(f)``; :func:`ablation_effects` computes that true effect, for checking.
+decode(f)``; :func:`saelab.interventions.node_ablation.ablation_effects` computes that true
+effect, for checking (for many prompts at once).
 
 ``grad_x_act``: ``f * d metric / d f`` for every feature, and ``e . d metric / d e`` for each
 hook's error node ``e = x - decode(f)``, from one forward and one backward pass for all hooks
@@ -50,10 +51,8 @@ from saelab._util.hook_names import resume_layer_for_hook
 from saelab.extract.hooks import encode_activations
 from saelab.extract.tokens import token_strings
 from saelab.interventions import _gradients as G
-from saelab.interventions.edits import check_features
-from saelab.interventions.metrics import Metric, evaluate, per_row
-from saelab.interventions.splice import splice_delta
-from saelab.saes import sae_hook_name
+from saelab.interventions.metrics import Metric, evaluate
+from saelab.interventions.node_ablation import ablation_effects as ablation_effects
 
 Method = Literal["grad_x_act", "integrated_gradients"]
 METHODS: tuple[str, ...] = ("grad_x_act", "integrated_gradients")
@@ -232,74 +231,3 @@ def _rows(
             "attribution": attribution.detach().float().cpu().numpy(),
         }
     )
-
-
-def ablation_effects(
-    model: HookedTransformer,
-    sae: SAE,
-    tokens: Int[Tensor, "1 pos"] | str,
-    metric: Metric,
-    nodes: pd.DataFrame | Sequence[tuple[int, int]],
-    *,
-    batch_size: int = 16,
-) -> np.ndarray:
-    """True effects ``metric(clean) - metric(node zero-ablated)`` of single nodes, one per row of ``nodes``.
-
-    ``nodes`` are ``(position, feature)`` pairs (or a frame with those columns); feature -1 is
-    the error node at that position. A feature is zeroed through the error-preserving splice
-    at its position only; the error node is removed (``x[p] = decode(f[p])``). One row per
-    node, ``batch_size`` rows per pass, resumed from the hook's layer where possible.
-    """
-    hook = sae_hook_name(sae)
-    by_hook = G.sae_dict(model, sae)
-    tokens = G.as_tokens(model, tokens)
-    if tokens.shape[0] != 1:
-        raise ValueError(f"ablation_effects takes one prompt (one row of tokens), got {tokens.shape[0]} rows")
-    pairs = nodes[["position", "feature"]].to_numpy() if isinstance(nodes, pd.DataFrame) else list(nodes)
-    positions = [int(p) % tokens.shape[1] for p, _ in pairs]
-    if any(p == 0 for p in positions):
-        raise ValueError("position 0 is BOS, which is never ablated")
-    features = [int(f) for _, f in pairs]
-    check_features([f for f in features if f != -1] or [0], by_hook[hook].cfg.d_sae)
-    x = G.clean_activations(model, [hook], tokens)[hook]
-    deltas = _ablation_deltas(sae, x[0], positions, features)
-    with torch.no_grad():
-        clean = evaluate(metric, G.forward_from(model, hook, tokens, x), tokens)
-        effects = []
-        for begin in range(0, len(pairs), batch_size):
-            delta = deltas[begin : begin + batch_size]
-            n = delta.shape[0]
-            logits = G.forward_from(model, hook, tokens.expand(n, -1), x.expand(n, -1, -1), [(hook, _adder(delta))])
-            effects.append(clean - per_row(metric, logits, tokens))
-    return torch.cat(effects).cpu().numpy() if effects else np.zeros(0)
-
-
-def _adder(delta: Tensor) -> G.HookFn:
-    def hook_fn(act: Tensor, hook: object = None) -> Tensor:  # noqa: ARG001
-        return act + delta
-
-    return hook_fn
-
-
-def _ablation_deltas(
-    sae: SAE, x: Float[Tensor, "pos d_in"], positions: list[int], features: list[int]
-) -> Float[Tensor, "nodes pos d_in"]:
-    """Per node, the change to the activation that removes it (zero except at its position)."""
-    n = len(positions)
-    pos = torch.tensor(positions, device=x.device)
-    feature = torch.tensor(features)
-    rows = torch.arange(n)
-
-    def zero_each(feats: Tensor) -> Tensor:  # feats [nodes, 1, d_sae]: node n zeroes its own feature
-        out = feats.clone()
-        keep = feature >= 0
-        out[rows[keep], 0, feature[keep].to(feats.device)] = 0
-        return out
-
-    with torch.no_grad():
-        delta = splice_delta(sae, x[pos][:, None], zero_each)[:, 0]
-        err = x[pos] - sae.decode(encode_activations(sae, x[pos])).to(device=x.device, dtype=x.dtype)
-        delta = torch.where((feature < 0).to(x.device)[:, None], -err, delta)
-    out = torch.zeros(n, *x.shape, device=x.device, dtype=x.dtype)
-    out[torch.arange(n, device=x.device), pos] = delta
-    return out

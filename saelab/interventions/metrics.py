@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from saelab.forward.losses import next_token_nll
+
 Metric = Callable[[Float[Tensor, "batch pos vocab"], Int[Tensor, "batch pos"]], Tensor]
 """``metric(logits, tokens) -> 0-d tensor``; attribution explains its change."""
 
@@ -93,9 +95,7 @@ def next_token_loss(position: int) -> Metric:
                 f"position {position} is the last one of {tokens.shape[1]}: it has no next token in the input; "
                 "use token_logprob(position, token) for a continuation"
             )
-        logp = F.log_softmax(logits[:, pos].float(), dim=-1)
-        target = tokens[:, pos + 1].to(logp.device).long()
-        return -logp.gather(-1, target[:, None]).sum()
+        return next_token_nll(logits[:, pos : pos + 2], tokens[:, pos : pos + 2]).sum()
 
     return metric
 

@@ -246,22 +246,23 @@ def _ablate_rows(
     clean = HookActs(hook, x, tokens, mask)
     n, width = tokens.shape
     nll = {name: torch.full((n, width - 1), float("nan")) for name in ("clean", "ablated")}
-    logits = {name: torch.full((n, width, model.cfg.d_vocab), float("nan")) for name in nll if keep_logits}
+    clean_logits: list[Tensor] = []
+    logit_delta = torch.full((n, width, model.cfg.d_vocab), float("nan")) if keep_logits else None
 
     def reduce(name: str) -> Reduce:
         def keep_rows(chunk: EditedChunk) -> None:  # one chunk: every row of the part
             w = chunk.tokens.shape[1]  # past it, every row is padding
             nll[name][:, : w - 1] = next_token_nll(chunk.logits, chunk.tokens).cpu()
-            if keep_logits:
-                logits[name][:, :w] = chunk.logits.float().cpu()
+            if logit_delta is not None and name == "clean":
+                clean_logits.append(chunk.logits.float())
+            elif logit_delta is not None:
+                logit_delta[:, :w] = (chunk.logits.float() - clean_logits.pop()).cpu()
 
         return keep_rows
 
     run_edited_rows(model, clean, torch.arange(n), reduce("clean"), rows_per_chunk=n)
     run_edited_rows(model, clean, torch.arange(n), reduce("ablated"), rows_per_chunk=n, deltas=lambda r: delta[r])
-    logit_delta = None
-    if keep_logits:
-        logit_delta = logits["ablated"] - logits["clean"]
+    if logit_delta is not None:
         logit_delta[~mask.bool()] = float("nan")
     return _Rows(nll["clean"], nll["ablated"], acts, logit_delta)
 

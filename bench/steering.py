@@ -1,17 +1,19 @@
-"""Does steering a category's specialist make generated text look like that category, on prompts
-the choice of feature and strength never saw, without wrecking fluency?
+"""SAE steering beside its baselines, on prompts the choice never saw (AxBench's protocol).
 
-For each of the seven categories: the top specialists of the steering SAE are swept on half of
-the neutral prompts in data/steering_prompts.txt (AxBench's protocol), the best (feature,
-strength) whose perplexity stays within 2x the baseline's is chosen there, and the other half
-reports the concept gain (a linear probe on the deepest SAE of the profile, applied to the
-generated text) with a bootstrap 95% CI over prompts, the perplexity ratio and the prompt
-relevance. A category passes when the CI excludes 0 and the perplexity ratio is at most 2.
+For each of the seven categories, on the select half of the neutral prompts in
+data/steering_prompts.txt: SAE features (the best specialist and the best output features
+over the profile's steering hooks, added at each strength, the best output feature also
+clamped), DiffMean (category minus rest at the hook its output score prefers) and prompting
+(an instruction before the prompt) each choose their arm under one rule (the upper end of
+the perplexity ratio's 95% CI within 2x, distinct-2 at least half the baseline's); the
+report half then measures each chosen arm, a random SAE feature at the SAE arm's hook and
+strength, and no edit. A category passes when the concept gain's CI excludes 0 at
+perplexity within 2x and without degeneration. Suppression: the chosen SAE feature and the
+DiffMean vector subtracted on prompts that invite the category (data/inviting_prompts.tsv).
 
-    python bench/steering.py [--hook blocks.15.hook_resid_pre] [--top 3] [--tokens 24] [--threads 2]
+    python bench/steering.py [--tokens 16] [--threads 2] [--no-suppression]
 
-The defaults are notebook 05's configuration with 24 new tokens instead of the 16 the demo
-budget allows there.
+The defaults are notebook 05's configuration (the demo's setting).
 """
 
 from __future__ import annotations
@@ -23,20 +25,22 @@ import pandas as pd
 import torch
 
 import saelab
-from saelab.interventions.category_steering import steer_categories
+from saelab.interventions.method_comparison import ComparisonConfig, compare_steering_methods
 from saelab.interventions.probe import ConceptProbe
-from saelab.interventions.sweep import SweepConfig
+
+COLUMNS = [
+    "category", "method", "arm", "concept_baseline", "concept_steered", "gain", "gain_lo", "gain_hi",
+    "perplexity_ratio", "distinct_ratio", "relevance_baseline", "relevance_steered", "qualified", "passed",
+]  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--profile", default="offline")
-    parser.add_argument("--hook", default=None, help="steering hook (default: the profile's shallowest)")
-    parser.add_argument("--top", type=int, default=3, help="candidate specialists per category")
-    parser.add_argument("--strengths", type=float, nargs="+", default=[2.0, 4.0, 8.0])
-    parser.add_argument("--select-samples", type=int, default=1)
-    parser.add_argument("--report-samples", type=int, default=2)
-    parser.add_argument("--tokens", type=int, default=24, help="new tokens per continuation")
+    defaults = ComparisonConfig()
+    parser.add_argument("--tokens", type=int, default=defaults.max_new_tokens, help="new tokens per continuation")
+    parser.add_argument("--report-samples", type=int, default=defaults.report_samples)
+    parser.add_argument("--no-suppression", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
@@ -44,46 +48,35 @@ def main() -> None:
 
     profile = saelab.profiles.get(args.profile)
     model = profile.load_model()
-    hook = args.hook or profile.hooks[0]
-    sae, probe_sae = profile.load_sae(hook), profile.load_sae(profile.hooks[-1])
+    saes = {hook: profile.load_sae(hook) for hook in profile.hooks}
     data = saelab.load_dataset()
     texts, labels = data["text"].tolist(), data["category"].tolist()
     start = time.perf_counter()
-    probe = ConceptProbe.train(model, probe_sae, texts, labels)
+    probe = ConceptProbe.train(model, saes[profile.hooks[-1]], texts, labels)
     print(
         f"concept probe @ {probe.hook}: held-out window accuracy {probe.test_accuracy:.3f} (chance {probe.chance:.3f})"
     )
-    config = SweepConfig(
-        strengths=tuple(args.strengths), report_samples=args.report_samples, max_new_tokens=args.tokens
-    )
+    config = ComparisonConfig(max_new_tokens=args.tokens, report_samples=args.report_samples)
     prompts = saelab.data.load_steering_prompts()
-    result = steer_categories(model, sae, probe, texts, labels, prompts, top=args.top, config=config)
+    inviting = None if args.no_suppression else saelab.data.load_inviting_prompts()
+    result = compare_steering_methods(model, saes, probe, texts, labels, prompts, config=config,
+                                      suppression_prompts=inviting)  # fmt: skip
     took = time.perf_counter() - start
-    pd.set_option("display.width", 200)
-    columns = [
-        "category",
-        "feature",
-        "strength",
-        "concept_baseline",
-        "concept_steered",
-        "concept_gain",
-        "gain_lo",
-        "gain_hi",
-        "perplexity_ratio",
-        "relevance_baseline",
-        "relevance_steered",
-        "qualified",
-        "passed",
-    ]
-    print(
-        f"\nsteering @ {hook}, top {args.top} specialists x strengths {list(args.strengths)} (x typical max), "
-        f"{len(prompts)} prompts ({len(prompts) // 2} choose, {len(prompts) - len(prompts) // 2} report)"
-    )
-    print(result.table[columns].round(3).to_string(index=False))
-    print(
-        f"\n{result.n_passed} of {len(result.table)} categories pass (concept CI above 0, perplexity <= 2x); "
-        f"{took:.0f} s in all"
-    )
+    pd.set_option("display.width", 250)
+    pd.set_option("display.max_columns", 30)
+    print(f"\n{len(prompts)} neutral prompts ({len(prompts) // 2} select, {len(prompts) - len(prompts) // 2} report), "
+          f"{args.tokens} new tokens, config {config.to_json(indent=None)}")  # fmt: skip
+    print("\nSteering, report half:")
+    print(result.table[COLUMNS].round(3).to_string(index=False))
+    if result.suppression is not None:
+        print("\nSuppression on inviting prompts, report half:")
+        print(result.suppression[COLUMNS].round(3).to_string(index=False))
+    print("\nCategories passed per method:")
+    print(result.counts().to_string())
+    print("\nCandidates chosen for the select half:")
+    chosen = result.candidates.loc[result.candidates["chosen"]]
+    print(chosen.round(3).to_string(index=False))
+    print(f"\n{took:.0f} s in all")
 
 
 if __name__ == "__main__":

@@ -21,9 +21,7 @@ CATEGORIES: tuple[str, ...] = (
 DATASET_FILE = "labelled_texts.jsonl"
 
 
-def load_dataset(
-    path: str | Path | None = None, *, categories: Sequence[str] | None = None
-) -> pd.DataFrame:
+def load_dataset(path: str | Path | None = None, *, categories: Sequence[str] | None = None) -> pd.DataFrame:
     """The labelled texts as a DataFrame with columns ``id, category, text, length_bucket``.
 
     Rows keep file order (grouped by category). ``categories`` selects a subset, in that order.
@@ -61,3 +59,27 @@ def load_steering_prompts(path: str | Path | None = None) -> list[str]:
     if not prompts:
         raise ValueError(f"{path} holds no prompts")
     return prompts
+
+
+INVITING_PROMPTS_FILE = "inviting_prompts.tsv"
+
+
+def load_inviting_prompts(path: str | Path | None = None) -> dict[str, list[str]]:
+    """Prompts that invite each category (``data/inviting_prompts.tsv``: ``category<TAB>prompt``
+    per line, ``#`` lines are comments, ``\\n`` is a newline), for suppression experiments."""
+    path = Path(path) if path is not None else data_dir() / INVITING_PROMPTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"Inviting prompts not found at {path}.")
+    out: dict[str, list[str]] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        category, sep, prompt = line.partition("\t")
+        if not sep or not prompt.strip():
+            raise ValueError(f"{path}:{number}: expected 'category<TAB>prompt', got {line!r}")
+        if category not in CATEGORIES:
+            raise ValueError(f"{path}:{number}: unknown category {category!r}; valid: {list(CATEGORIES)}")
+        out.setdefault(category, []).append(prompt.replace("\\n", "\n"))
+    if not out:
+        raise ValueError(f"{path} holds no prompts")
+    return out

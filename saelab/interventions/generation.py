@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 from jaxtyping import Float, Int
@@ -26,10 +27,17 @@ from saelab.extract.batches import pad_rows
 from saelab.extract.tokens import Tokenized, tokenize, tokenizer_of
 from saelab.interventions.edits import check_features, check_strengths
 from saelab.interventions.feature_scale import FeatureStats, feature_stats
-from saelab.interventions.splice import FeatureEdit, Splice, edit_mask, spliced
+from saelab.interventions.splice import FeatureEdit, edit_mask, spliced
 from saelab.interventions.steering import STEER_MODES, SteerMode, StrengthUnit, raw_strengths
 
 DEFAULT_NEW_TOKENS = 32
+
+
+class EditedRunner(Protocol):
+    """What runs an edited forward pass: a :class:`Splice`, or any edit that takes a mask of
+    the positions to edit (``[rows, pos]``) with each pass."""
+
+    def run(self, tokens: Tensor, *, edit_mask: Tensor | None = None, **kwargs: Any) -> Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -94,7 +102,7 @@ def sample_rows(
     rows: Sequence[list[int]],
     *,
     groups: Sequence[int] | None = None,
-    splice: Splice | None = None,
+    splice: EditedRunner | None = None,
     edited_rows: Tensor | None = None,
     max_new_tokens: int = DEFAULT_NEW_TOKENS,
     temperature: float = 1.0,
@@ -110,7 +118,7 @@ def sample_rows(
     """
     _check_sampling(max_new_tokens, temperature)
     device = torch.device(model.cfg.device or "cpu")
-    tokens, attention = _left_pad(rows, device)
+    tokens, attention = left_pad(rows, device)
     noise = _GroupNoise(_group_ids(rows, groups), seed)
     edited = torch.ones(len(rows), dtype=torch.bool) if edited_rows is None else edited_rows.bool().cpu()
     cache = TransformerLensKeyValueCache.init_cache(model.cfg, device, len(rows)) if use_kv_cache else None
@@ -133,7 +141,9 @@ def sample_rows(
     return torch.stack(new, dim=1)
 
 
-def _left_pad(rows: Sequence[list[int]], device: str | torch.device) -> tuple[Tensor, Tensor]:
+def left_pad(rows: Sequence[list[int]], device: str | torch.device) -> tuple[Tensor, Tensor]:
+    """Token rows left-padded into one batch (the last position is every row's last token),
+    and their attention mask, on ``device``."""
     if not rows or any(len(r) == 0 for r in rows):
         raise ValueError("every row needs at least one prompt token")
     tokenized = Tokenized(ids=[list(r) for r in rows], has_bos=False, truncated=[])

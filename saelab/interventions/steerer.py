@@ -21,6 +21,7 @@ from saelab.interventions.category_steering import ranked_specialists
 from saelab.interventions.feature_scale import FeatureStats, feature_stats
 from saelab.interventions.generation import DEFAULT_NEW_TOKENS, generate, prompt_ids
 from saelab.interventions.probe import ConceptProbe
+from saelab.interventions.repetition import distinct_n
 from saelab.interventions.steering import SteerMode, StrengthUnit
 from saelab.interventions.text_scores import continuation_scores
 from saelab.profiles import get as get_profile, names as profile_names
@@ -49,6 +50,10 @@ class SteeringOutcome:
     perplexity_steered: float
     relevance_baseline: float
     relevance_steered: float
+    distinct2_baseline: float
+    """Distinct bigrams / bigrams of the continuation's tokens: repetition (``= = = =``) is
+    fluent by perplexity's measure, not by this one (NaN under two tokens)."""
+    distinct2_steered: float
 
 
 @dataclass
@@ -136,6 +141,7 @@ class Steerer:
             prompt, int(feature), float(strength), unit, mode, int(seed), gen.baseline, gen.steered, concept,
             scores[0], scores[1], float(fluency.perplexity[0]), float(fluency.perplexity[1]),
             float(fluency.relevance[0]), float(fluency.relevance[1]),
+            distinct_n(gen.baseline_ids, 2), distinct_n(gen.steered_ids, 2),
         )  # fmt: skip
 
 

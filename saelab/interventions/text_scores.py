@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from saelab.extract.batches import pad_rows
 from saelab.extract.tokens import Tokenized, bos_token_id
+from saelab.forward.losses import last_token_logprobs
 
 DEFAULT_BATCH = 32
 
@@ -75,8 +75,7 @@ def _continuation_logprobs(
         device = model.cfg.device
         with torch.inference_mode():
             logits = model(tokens.to(device), attention_mask=mask.to(device))
-            logp = F.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, tokens[:, 1:, None].to(device))[..., 0]
-        for r, i in enumerate(chunk):
-            end = len(rows[i]) - 1  # logp[:, j] predicts token j + 1
-            out[i] = logp[r, end - n_last[i] : end].cpu()
+            logprobs = last_token_logprobs(logits, tokens, mask, [n_last[i] for i in chunk])
+        for i, lp in zip(chunk, logprobs, strict=True):
+            out[i] = lp.cpu()
     return out

@@ -46,6 +46,7 @@ from .lineages import (
 from .playground import SteeringPlayground as SteeringPlayground
 from .sparsity import dense_vs_sparse_figure as dense_vs_sparse_figure, density_histograms as density_histograms
 from .steering import steering_summary_figure as steering_summary_figure, steering_sweep_figure as steering_sweep_figure
+from .steering_methods import steering_methods_figure as steering_methods_figure
 from .style import visible_token as visible_token
 from .text_explorer import TextExplorer as TextExplorer
 from .training import pareto as pareto, training_curves as training_curves

@@ -20,7 +20,7 @@ CSS = Path(__file__).with_name("playground.css").read_text(encoding="utf-8")
 HISTORY_FIELDS = (
     "prompt", "feature", "mode", "strength", "unit", "seed", "concept",
     "concept_baseline", "concept_steered", "perplexity_baseline", "perplexity_steered",
-    "relevance_baseline", "relevance_steered", "baseline", "steered",
+    "relevance_baseline", "relevance_steered", "distinct2_baseline", "distinct2_steered", "baseline", "steered",
 )  # fmt: skip
 """The columns of :meth:`SteeringPlayground.history_frame`: one run's settings and numbers."""
 
@@ -58,6 +58,10 @@ class Outcome(Protocol):
     def relevance_baseline(self) -> float: ...
     @property
     def relevance_steered(self) -> float: ...
+    @property
+    def distinct2_baseline(self) -> float: ...
+    @property
+    def distinct2_steered(self) -> float: ...
 
 
 # -- rendering (pure functions of the outcomes) ------------------------------------------
@@ -91,12 +95,15 @@ def _column(o: Outcome, side: str) -> str:
     prob = o.concept_baseline if side == "baseline" else o.concept_steered
     ppl = o.perplexity_baseline if side == "baseline" else o.perplexity_steered
     rel = o.relevance_baseline if side == "baseline" else o.relevance_steered
+    distinct = o.distinct2_baseline if side == "baseline" else o.distinct2_steered
     probe = f"P({_esc(o.concept)})" if o.concept is not None else "P(concept)"
     title = "baseline (unsteered)" if side == "baseline" else f"steered: #{int(o.feature)} {_esc(o.mode)}"
     rows = (
         f"<tr><td>{probe}</td><td class='num' data-metric='concept'>{_prob(prob)}</td></tr>"
         f"<tr><td>perplexity</td><td class='num' data-metric='perplexity'>{ppl:.3g}</td></tr>"
         f"<tr><td>relevance (nats/token)</td><td class='num' data-metric='relevance'>{rel:+.3f}</td></tr>"
+        f"<tr><td>distinct-2 (1 = no repeated pair)</td>"
+        f"<td class='num' data-metric='distinct2'>{distinct:.2f}</td></tr>"
     )
     return (
         f"<div class='saelab-steer-col' data-side='{side}'><h4>{title}</h4>"
@@ -112,6 +119,10 @@ def _differences(o: Outcome) -> str:
     ratio = o.perplexity_steered / o.perplexity_baseline if o.perplexity_baseline > 0 else math.nan
     parts.append(f"perplexity ×{ratio:.2f}")
     parts.append(f"relevance {o.relevance_steered - o.relevance_baseline:+.3f} nats/token")
+    if o.distinct2_baseline > 0:
+        ratio = o.distinct2_steered / o.distinct2_baseline
+        flag = " (degenerate: repeats itself)" if ratio < 0.5 else ""
+        parts.append(f"distinct-2 ×{ratio:.2f}{flag}")
     return "<p class='saelab-steer-diff'>steered − baseline: " + " · ".join(parts) + "</p>"
 
 

@@ -36,6 +36,8 @@ class FakeOutcome:
     perplexity_steered: float
     relevance_baseline: float
     relevance_steered: float
+    distinct2_baseline: float = 1.0
+    distinct2_steered: float = 1.0
 
 
 @dataclass
@@ -182,6 +184,7 @@ def test_generate_runs_the_controls_and_shows_both_sides_with_their_numbers(stee
     assert shown.metrics == {
         ("baseline", "concept"): "12.5%", ("baseline", "perplexity"): "10", ("baseline", "relevance"): "-2.000",
         ("steered", "concept"): "62.5%", ("steered", "perplexity"): "12.5", ("steered", "relevance"): "-2.250",
+        ("baseline", "distinct2"): "1.00", ("steered", "distinct2"): "1.00",
     }  # fmt: skip
     assert "P(python) +50.0 pp · perplexity ×1.25 · relevance -0.250 nats/token" in pg.comparison.value
     assert "run 1 generated in" in pg.status.value and not pg.generate_button.disabled

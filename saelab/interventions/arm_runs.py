@@ -1,0 +1,133 @@
+"""Sampling and scoring continuations for (prompt, sample, arm) rows.
+
+All the arms of one prompt share a padded batch and, within a (prompt, sample), their random
+numbers: the baseline row and a steered row differ only through the edit (or, for the
+prompting arm, the instruction). Every continuation is scored as a continuation of the
+*user's* prompt, instruction or not: perplexity and prompt relevance under the unsteered
+model (:mod:`saelab.interventions.text_scores`), distinct-2 of its tokens
+(:mod:`saelab.interventions.repetition`), and the concept probe's probability of every
+category (``p_<category>`` columns, so one baseline serves every category).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer
+
+from saelab.extract.tokens import tokenize
+from saelab.interventions.arms import Arm, ArmTools, RowSteering
+from saelab.interventions.generation import decode_continuation, prompt_ids, sample_rows
+from saelab.interventions.probe import ConceptProbe
+from saelab.interventions.repetition import distinct_n
+from saelab.interventions.text_scores import continuation_scores
+
+MAX_ROWS = 128
+"""Rows sampled in one batch at most: bounds the KV cache and the logits. Batches are split
+evenly (a 100-row phase runs as one batch, not 96 + 4): on CPU a generation step costs
+nearly as much for 4 rows as for 100."""
+
+Row = tuple[int, int, Arm]
+"""(prompt index, sample, arm)."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    max_new_tokens: int
+    temperature: float
+    seed: int
+
+
+@dataclass
+class ArmRunner:
+    """Samples and scores rows of arms on a fixed list of prompts."""
+
+    model: HookedTransformer
+    tools: ArmTools
+    probe: ConceptProbe
+    texts: list[str]
+    """The prompts as the user wrote them."""
+    sampling: Sampling
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.texts:
+            raise ValueError("no prompts to steer on")
+        self.prompts = [prompt_ids(self.model, t) for t in self.texts]
+        """Token ids of each prompt, BOS first."""
+        room = self.model.cfg.n_ctx - self.sampling.max_new_tokens
+        long = [i for i, ids in enumerate(self.prompts) if len(ids) > room]
+        if long:
+            raise ValueError(
+                f"prompts {long[:5]} are longer than the context allows: {self.model.cfg.n_ctx} tokens minus "
+                f"{self.sampling.max_new_tokens} new ones leaves {room}"
+            )
+        self._instructed: dict[tuple[int, str], list[int]] = {}
+
+    def __call__(self, plan: Sequence[Row], split: str, desc: str = "steering") -> pd.DataFrame:
+        """One scored row per (prompt, sample, arm) of ``plan``."""
+        plan = list(plan)
+        texts, cont = self._sample(plan, desc)
+        arms = [a for _, _, a in plan]
+        frame = pd.DataFrame({
+            "prompt_index": [p for p, _, _ in plan], "split": split, "sample": [k for _, k, _ in plan],
+            "arm": arms, "method": [a.method for a in arms], "target": [a.concept for a in arms],
+            "hook": [a.hook for a in arms], "feature": [a.feature for a in arms],
+            "strength": [a.strength for a in arms], "text": texts,
+        })  # fmt: skip
+        return self._score(frame, [self.prompts[p] for p, _, _ in plan], cont)
+
+    def _row_ids(self, prompt: int, arm: Arm) -> list[int]:
+        if arm.method != "prompting":
+            return self.prompts[prompt]
+        return self._instructed[(prompt, arm.concept)]
+
+    def _sample(self, plan: list[Row], desc: str) -> tuple[list[str], list[list[int]]]:
+        self._instructed = self._instruction_ids(plan)
+        texts: list[str] = []
+        cont: list[list[int]] = []
+        if not plan:
+            return texts, cont
+        n_batches = -(-len(plan) // MAX_ROWS)
+        size = -(-len(plan) // n_batches)
+        for lo in tqdm(range(0, len(plan), size), desc=desc, disable=not self.progress, leave=False):
+            chunk = plan[lo : lo + size]
+            arms = [a for _, _, a in chunk]
+            runner = RowSteering.build(self.model, arms, self.tools)
+            out = sample_rows(
+                self.model, [self._row_ids(p, a) for p, _, a in chunk], groups=[p * 1000 + k for p, k, _ in chunk],
+                splice=runner, edited_rows=torch.tensor([a.edits for a in arms]),
+                max_new_tokens=self.sampling.max_new_tokens, temperature=self.sampling.temperature,
+                seed=self.sampling.seed,
+            )  # fmt: skip
+            for row in out.tolist():
+                kept, text = decode_continuation(self.model, row)
+                # Scored through the first EOS: stopping is part of what the model chose to write.
+                cont.append(row[: len(kept) + 1] if len(kept) < len(row) else kept)
+                texts.append(text)
+        return texts, cont
+
+    def _instruction_ids(self, plan: list[Row]) -> dict[tuple[int, str], list[int]]:
+        keys = sorted({(p, a.concept) for p, _, a in plan if a.method == "prompting"})
+        for _, concept in keys:
+            self.tools.check(Arm("prompting", concept))
+        joined = [f"{self.tools.instructions[c]}\n{self.texts[p]}" for p, c in keys]
+        return dict(zip(keys, tokenize(self.model, joined).ids, strict=True)) if keys else {}
+
+    def _score(self, frame: pd.DataFrame, prompt_rows: list[list[int]], cont: list[list[int]]) -> pd.DataFrame:
+        fluency = continuation_scores(self.model, prompt_rows, cont)
+        visible = (frame["text"].str.strip().str.len() > 0).to_numpy()
+        # A continuation with no visible text (all newlines, or EOS at once) shows no concept.
+        probs = np.zeros((len(frame), len(self.probe.categories)))
+        if visible.any():
+            probs[visible] = self.probe.predict_proba(self.model, frame.loc[visible, "text"].tolist()).numpy()
+        columns = {f"p_{c}": probs[:, j] for j, c in enumerate(self.probe.categories)}
+        return frame.assign(
+            perplexity=fluency.perplexity.numpy(), relevance=fluency.relevance.numpy(),
+            distinct2=[distinct_n(ids, 2) for ids in cont], **columns,
+        )  # fmt: skip

@@ -19,12 +19,18 @@ from .feature_scale import feature_stats as feature_stats
 from .generation import generate as generate
 from .judge_protocol import ConceptJudge as ConceptJudge
 from .logits import logit_effect as logit_effect
+from .method_comparison import (
+    ComparisonConfig as ComparisonConfig,
+    SteeringComparison as SteeringComparison,
+    compare_steering_methods as compare_steering_methods,
+)
 from .metrics import (
     logit_diff as logit_diff,
     next_token_logprob as next_token_logprob,
     next_token_loss as next_token_loss,
     token_logprob as token_logprob,
 )
+from .output_screen import logit_lens_screen as logit_lens_screen, output_scores as output_scores
 from .probe import ConceptProbe as ConceptProbe
 from .repetition import (
     RepetitionRule as RepetitionRule,

@@ -3,7 +3,7 @@
 Two sources, as Arad et al. (2025) separate them: the category's *specialists* (input
 features, ranked by AUROC on the labelled texts) and its best *output* features (the
 logit-lens screen over the whole SAE, then output scores on the select prompts; see
-:mod:`saelab.interventions.output_scores`). Only the select half of the prompts and the
+:mod:`saelab.interventions.output_screen`). Only the select half of the prompts and the
 labelled dataset are read: the report half never influences the choice.
 """
 
@@ -19,7 +19,7 @@ from transformer_lens import HookedTransformer
 from saelab.interventions.arms import ArmTools
 from saelab.interventions.category_steering import ranked_specialists
 from saelab.interventions.concept_tokens import ConceptTokens
-from saelab.interventions.output_scores import logit_lens_screen, output_scores, vector_output_scores
+from saelab.interventions.output_screen import logit_lens_screen, output_scores, vector_output_scores
 
 COLUMNS = ["category", "hook", "feature", "specialist", "auroc", "screen", "output_score", "own_score", "chosen"]
 

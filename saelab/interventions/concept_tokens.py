@@ -43,7 +43,7 @@ class ConceptTokens:
         if category not in self.categories:
             raise ValueError(f"no characteristic tokens for {category!r}; known categories: {self.categories}")
         rows = self.table.loc[self.table["category"] == category, "token_id"]
-        return torch.as_tensor(rows.to_numpy(np.int64))
+        return torch.tensor(rows.to_numpy(np.int64))
 
 
 def concept_tokens(

@@ -10,6 +10,7 @@ from .attribution_check import (
     attribution_vs_ablation as attribution_vs_ablation,
     prompts_with_next_token as prompts_with_next_token,
 )
+from .attribution_targets import ig_completeness as ig_completeness
 from .category_steering import steer_categories as steer_categories
 from .circuits import feature_circuit as feature_circuit
 from .edits import add_to_features as add_to_features, set_features as set_features

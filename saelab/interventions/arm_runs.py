@@ -43,6 +43,22 @@ class Sampling:
     seed: int
 
 
+def check_prompts(model: HookedTransformer, texts: Sequence[str], max_new_tokens: int) -> list[list[int]]:
+    """Each prompt's token ids (BOS first), or a clear error: none given, an empty one, or one
+    that leaves no room in the context for the continuation."""
+    if not texts:
+        raise ValueError("no prompts to steer on")
+    ids = [prompt_ids(model, t) for t in texts]
+    room = model.cfg.n_ctx - max_new_tokens
+    long = [i for i, row in enumerate(ids) if len(row) > room]
+    if long:
+        raise ValueError(
+            f"prompts {long[:5]} are longer than the context allows: {model.cfg.n_ctx} tokens minus "
+            f"{max_new_tokens} new ones leaves {room}"
+        )
+    return ids
+
+
 @dataclass
 class ArmRunner:
     """Samples and scores rows of arms on a fixed list of prompts."""
@@ -56,17 +72,8 @@ class ArmRunner:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if not self.texts:
-            raise ValueError("no prompts to steer on")
-        self.prompts = [prompt_ids(self.model, t) for t in self.texts]
+        self.prompts = check_prompts(self.model, self.texts, self.sampling.max_new_tokens)
         """Token ids of each prompt, BOS first."""
-        room = self.model.cfg.n_ctx - self.sampling.max_new_tokens
-        long = [i for i, ids in enumerate(self.prompts) if len(ids) > room]
-        if long:
-            raise ValueError(
-                f"prompts {long[:5]} are longer than the context allows: {self.model.cfg.n_ctx} tokens minus "
-                f"{self.sampling.max_new_tokens} new ones leaves {room}"
-            )
         self._instructed: dict[tuple[int, str], list[int]] = {}
 
     def __call__(self, plan: Sequence[Row], split: str, desc: str = "steering") -> pd.DataFrame:
@@ -78,7 +85,7 @@ class ArmRunner:
             "prompt_index": [p for p, _, _ in plan], "split": split, "sample": [k for _, k, _ in plan],
             "arm": arms, "method": [a.method for a in arms], "target": [a.concept for a in arms],
             "hook": [a.hook for a in arms], "feature": [a.feature for a in arms],
-            "strength": [a.strength for a in arms], "text": texts,
+            "strength": [a.strength for a in arms], "text": pd.Series(texts, dtype=object),
         })  # fmt: skip
         return self._score(frame, [self.prompts[p] for p, _, _ in plan], cont)
 

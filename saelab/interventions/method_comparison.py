@@ -30,7 +30,7 @@ from sae_lens import SAE
 from transformer_lens import HookedTransformer
 
 from saelab._util.config import JsonConfig
-from saelab.interventions.arm_runs import ArmRunner, Sampling
+from saelab.interventions.arm_runs import ArmRunner, Sampling, check_prompts
 from saelab.interventions.arms import NO_EDIT, Arm, ArmTools
 from saelab.interventions.comparison_stats import Rule
 from saelab.interventions.concept_tokens import concept_tokens
@@ -41,7 +41,7 @@ from saelab.interventions.judge_protocol import ConceptJudge
 from saelab.interventions.probe import ConceptProbe
 from saelab.interventions.steering_candidates import diffmean_hook, feature_candidates, random_feature
 from saelab.interventions.steering_plan import Choice, choose_all, held_out_table, report_plan, select_plan
-from saelab.interventions.suppression import suppress_categories
+from saelab.interventions.suppression import check_inviting, suppress_categories
 from saelab.interventions.sweep import split_prompts
 
 INSTRUCTIONS: dict[str, str] = {
@@ -91,6 +91,9 @@ class ComparisonConfig(JsonConfig):
         object.__setattr__(self, "hooks", tuple(self.hooks))
         if min(self.select_samples, self.report_samples, self.max_new_tokens, self.screen_top) < 1:
             raise ValueError("select_samples, report_samples, max_new_tokens and screen_top must be at least 1")
+        if self.n_bootstrap < 1 or not 0 < self.confidence < 1:
+            raise ValueError(f"need n_bootstrap >= 1 and 0 < confidence < 1 (every choice reads a CI), got "
+                             f"n_bootstrap={self.n_bootstrap}, confidence={self.confidence}")  # fmt: skip
         if self.specialists < 0 or self.n_output < 0 or self.specialists + self.n_output == 0:
             raise ValueError("need specialists >= 0, n_output >= 0, and at least one of them > 0")
 
@@ -153,7 +156,12 @@ def compare_steering_methods(
     config = config or ComparisonConfig()
     hooks = _steering_hooks(saes, probe, config)
     cats = _categories(probe, labels, categories)
+    # Every input check before the first forward pass: a bad input should not cost a run.
+    _check_texts(texts, labels, cats)
     split = split_prompts(len(prompts), config.seed)
+    check_prompts(model, prompts, config.max_new_tokens)
+    if suppression_prompts is not None:
+        check_inviting(suppression_prompts, cats)
     tools = ArmTools(
         saes={h: saes[h] for h in hooks}, stats={h: feature_stats(model, saes[h], texts) for h in hooks},
         diffmean=diffmean_vectors(model, hooks, texts, labels, progress=progress),
@@ -199,6 +207,20 @@ def _steering_hooks(saes: Mapping[str, SAE], probe: ConceptProbe, config: Compar
     if not hooks:
         raise ValueError("no steering hook: give SAEs at hooks other than the probe's")
     return hooks
+
+
+def _check_texts(texts: Sequence[str], labels: Sequence[str], cats: list[str]) -> None:
+    if len(texts) != len(labels):
+        raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+    counts = {c: sum(label == c for label in labels) for c in cats}
+    few = [c for c in cats if counts[c] < 3]
+    if few:
+        raise ValueError(
+            f"need at least 2 texts of {few[0]!r} for DiffMean and 3 for its characteristic tokens; "
+            f"got {counts[few[0]]} (categories short of texts: {few})"
+        )
+    if any(len(labels) - n < 2 for n in counts.values()):
+        raise ValueError("DiffMean needs at least 2 texts outside each category")
 
 
 def _categories(probe: ConceptProbe, labels: Sequence[str], categories: Sequence[str] | None) -> list[str]:

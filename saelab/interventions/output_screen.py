@@ -87,6 +87,8 @@ def output_scores(
     ids = list(dict.fromkeys(check_features(features, sae.cfg.d_sae)))
     if not prompts:
         raise ValueError("output scores need at least one prompt")
+    if not float(strength) > 0:
+        raise ValueError(f"strength must be a positive multiple of the typical max, got {strength}")
     raw = stats.typical_max[ids].float() * float(strength)
     if bool((raw <= 0).any()):
         dead = [f for f, r in zip(ids, raw.tolist(), strict=True) if r <= 0]

@@ -49,7 +49,7 @@ def feature_candidates(
             spec = ranked.loc[ranked["category"] == category, ["feature", "auroc"]]
             scr = screen.loc[screen["category"] == category, ["feature", "screen"]]
             feats = spec.merge(scr, on="feature", how="outer")
-            feats = feats.loc[tools.stats[hook].typical_max[feats["feature"].to_numpy(int)].numpy() > 0]
+            feats = feats.loc[tools.stats[hook].typical_max[feats["feature"].astype(int).tolist()].numpy() > 0]
             scores = output_scores(model, sae, feats["feature"].astype(int).tolist(), select_prompts,
                                    token_sets[category], stats=tools.stats[hook], strength=strength)  # fmt: skip
             feats = feats.merge(scores, on="feature")

@@ -41,9 +41,7 @@ def suppress_categories(
     progress: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The suppression table (one row per category and method, ``none`` included) and its rows."""
-    missing = [c for c in categories if len(prompts.get(c, ())) < 2]
-    if missing:
-        raise ValueError(f"suppression needs at least 2 inviting prompts per category; {missing} have fewer")
+    check_inviting(prompts, categories)
     texts, halves = _layout(prompts, categories, config.seed)
     runner = ArmRunner(model, tools, probe, texts, config.sampling, progress)
     arms = {}
@@ -69,6 +67,13 @@ def suppress_categories(
         own = {k: v for k, v in choices.items() if k[0] == category}
         frames.append(held_out_table(mine, own, [category], config.rule, direction=-1))
     return pd.concat(frames, ignore_index=True), pd.concat([select, report], ignore_index=True)
+
+
+def check_inviting(prompts: Mapping[str, Sequence[str]], categories: Sequence[str]) -> None:
+    """At least 2 inviting prompts (one per half) for every category, or a clear error."""
+    missing = [c for c in categories if len(prompts.get(c, ())) < 2]
+    if missing:
+        raise ValueError(f"suppression needs at least 2 inviting prompts per category; {missing} have fewer")
 
 
 def _layout(

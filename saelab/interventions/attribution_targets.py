@@ -36,7 +36,7 @@ from saelab.interventions.metrics import Metric, per_row
 from saelab.interventions.splice import splice_delta
 from saelab.saes import sae_hook_name
 
-COMPLETENESS_COLUMNS = ["prompt", "hook", "clean", "ig_sum", "patched_change", "relative_error"]
+COMPLETENESS_COLUMNS = ["prompt", "hook", "clean", "ig_sum", "patched_change", "abs_error", "relative_error"]
 
 
 def ig_completeness(
@@ -50,11 +50,12 @@ def ig_completeness(
 ) -> pd.DataFrame:
     """Per prompt and hook: the metric on the clean pass, the sum of the hook's integrated
     gradients attributions (``attribute(..., method="integrated_gradients", steps=steps)``),
-    the true change ``metric(clean) - metric(hook patched to decode(0) but at BOS)``, and
-    ``relative_error = |ig_sum - patched_change| / |patched_change|``.
+    the true change ``metric(clean) - metric(hook patched to decode(0) but at BOS)``,
+    ``abs_error = |ig_sum - patched_change|`` and ``relative_error = abs_error /
+    |patched_change|`` (read the absolute error where the change itself is near 0).
 
     Prompts and ``metric_for`` as in :func:`~saelab.interventions.attribution_vs_ablation`.
-    Columns: ``prompt, hook, clean, ig_sum, patched_change, relative_error``.
+    Columns: ``prompt, hook, clean, ig_sum, patched_change, abs_error, relative_error``.
     """
     by_hook = G.sae_dict(model, saes)
     rows = prompt_list(model, prompts)
@@ -74,7 +75,8 @@ def ig_completeness(
                               "ig_sum": float(sums.get((r, hook), 0.0)),
                               "patched_change": float(clean[r] - patched[hook][r])})  # fmt: skip
     out = pd.DataFrame(parts).sort_values(["prompt", "hook"], kind="stable").reset_index(drop=True)
-    out["relative_error"] = (out["ig_sum"] - out["patched_change"]).abs() / out["patched_change"].abs()
+    out["abs_error"] = (out["ig_sum"] - out["patched_change"]).abs()
+    out["relative_error"] = out["abs_error"] / out["patched_change"].abs()
     return out.loc[:, COMPLETENESS_COLUMNS]
 
 

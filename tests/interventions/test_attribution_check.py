@@ -66,7 +66,7 @@ def test_the_list_form_equals_one_call_per_prompt(tiny_model, sae):
         return logit_diff(-2, int(row[0, -1]), int(row[0, -2]))
 
     ids = tokenize(tiny_model, TEXTS).ids
-    together = _check(tiny_model, sae, ids, metric_for, batch_tokens=64, ablation_batch=7)
+    together = _check(tiny_model, sae, ids, metric_for, batch_tokens=64)  # 5 to 9 nodes per ablation pass
     alone = [_check(tiny_model, sae, [row], metric_for).assign(prompt=i) for i, row in enumerate(ids)]
     pd.testing.assert_frame_equal(together, pd.concat(alone, ignore_index=True), rtol=1e-4, atol=1e-5)
 

@@ -55,11 +55,12 @@ class Arm:
 
     @property
     def label(self) -> str:
-        """A short readable name, e.g. ``sae #949 @15 x4``."""
+        """A short readable name, unique per arm, e.g. ``sae #949 @15 x4`` or ``diffmean python @20 x0.5``."""
         where = f" @{self.hook.split('.')[1]}" if self.hook.startswith("blocks.") else ""
         what = f" #{self.feature}" if self.feature >= 0 else ""
+        concept = f" {self.concept}" if self.concept else ""
         amount = f" x{self.strength:g}" if self.edits else ""
-        return f"{self.method}{what}{where}{amount}"
+        return f"{self.method}{concept}{what}{where}{amount}"
 
 
 NO_EDIT = Arm("none")

@@ -141,7 +141,7 @@ def test_arms_without_an_edit_install_nothing(tiny_model, tools):
     assert RowSteering.build(tiny_model, [NO_EDIT, Arm("prompting", "python")], tools).edits == {}
     assert not NO_EDIT.edits and not Arm("prompting", "python").edits and Arm("random", "", EARLY, 1, 2).edits
     assert Arm("sae", "", EARLY, 949, 8.0).label == "sae #949 @2 x8"
-    assert Arm("prompting", "python").label == "prompting"
+    assert Arm("prompting", "python").label == "prompting python"
 
 
 def test_bad_arms_are_refused(tiny_model, tools):

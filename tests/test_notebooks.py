@@ -28,7 +28,7 @@ FIGURES = {
         "04_feature_density", "04_feature_emergence",
     ],
     "05_interventions": [
-        "05_steering_summary", "05_steering_sweep", "05_attribution_vs_ablation", "05_attribution_by_position",
+        "05_steering_methods", "05_steering_summary", "05_attribution_vs_ablation", "05_attribution_by_position",
         "05_logit_effect", "05_circuit", "05_token_attribution",
     ],
     "06_automated_interpretability": [

@@ -14,7 +14,7 @@ the DiffMean vector.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -111,7 +111,9 @@ class RowSteering:
     def run(self, tokens: Tensor, *, edit_mask: Tensor | None = None, **kwargs: Any) -> Tensor:
         """``model(tokens, **kwargs)`` with each row's edit where ``edit_mask`` is True."""
         self.mask = edit_mask
-        hooks = [(h, self._hook_fn(edit)) for h, edit in self.edits.items()]
+        hooks: list[tuple[str | Callable[..., Any], Callable[..., Any]]] = [
+            (h, self._hook_fn(edit)) for h, edit in self.edits.items()
+        ]
         try:
             with self.model.hooks(fwd_hooks=hooks):
                 return self.model(tokens, **kwargs)

@@ -46,7 +46,7 @@ def per_prompt(rows: pd.DataFrame, concept: str) -> pd.DataFrame:
         "log_ppl": np.log(rows["perplexity"].to_numpy(float)), "relevance": rows["relevance"],
         "distinct2": rows["distinct2"],
     })  # fmt: skip
-    return frame.groupby(["arm", "prompt_index"], as_index=False, sort=True)[list(VALUES)].mean()
+    return pd.DataFrame(frame.groupby(["arm", "prompt_index"], as_index=False, sort=True)[list(VALUES)].mean())
 
 
 def paired(table: pd.DataFrame, arm: object, baseline: object) -> tuple[pd.DataFrame, pd.DataFrame]:

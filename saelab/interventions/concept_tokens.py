@@ -75,7 +75,8 @@ def concept_tokens(
         rows += [{"category": category, "token_id": t, "token": s, "texts": df_in[t], "log_ratio": ratio[t],
                   "rank": r} for r, (t, s) in enumerate(zip(best, strings, strict=True))]  # fmt: skip
     table = pd.DataFrame(rows, columns=["category", "token_id", "token", "texts", "log_ratio", "rank"])
-    empty = [c for c in categories if not (table["category"] == c).any()]
+    present = set(table["category"])
+    empty = [c for c in categories if c not in present]
     if empty:
         raise ValueError(f"categories {empty} have no token in at least {min_texts} of their texts; lower min_texts")
     return ConceptTokens(table)

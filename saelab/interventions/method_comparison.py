@@ -129,7 +129,7 @@ class SteeringComparison:
     def counts(self) -> pd.DataFrame:
         """Categories passed per method (steering, and suppression where run)."""
         methods = list(dict.fromkeys(self.table["method"]))
-        rows = {"steering": [self.n_passed(m) for m in methods]}
+        rows: dict[str, list[float]] = {"steering": [float(self.n_passed(m)) for m in methods]}
         if self.suppression is not None:
             rows["suppression"] = [self.n_passed(m, suppression=True) if m in ("sae", "diffmean") else np.nan
                                    for m in methods]  # fmt: skip

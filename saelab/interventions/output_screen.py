@@ -126,8 +126,7 @@ def _mass_change(
     token_sets: list[Tensor],
 ) -> Float[Tensor, " n"]:
     """Mean over prompts of ``log P(next in set | steered) - log P(next in set | clean)``."""
-    device = model.cfg.device
-    tokens, attention = left_pad(prompts, device)
+    tokens, attention = left_pad(prompts, model.cfg.device or "cpu")
     x = run_hooks(model, [hook], tokens, attention)[hook]  # [P, pos, d]
     where = edit_mask(attention.cpu()).to(x.device)[..., None].to(x.dtype)
     n, p = directions.shape[0], len(prompts)

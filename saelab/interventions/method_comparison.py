@@ -67,8 +67,11 @@ class ComparisonConfig(JsonConfig):
     n_output: int = 2
     """Best output-score features (over all hooks) among each category's candidates."""
     output_strength: float = 4.0
-    strengths: tuple[float, ...] = (2.0, 4.0, 8.0)
-    """SAE strengths, multiples of the feature's typical max; clamp and random use them too."""
+    strengths: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+    """SAE strengths, multiples of the feature's typical max; clamp and random use them too.
+    Weak ones are needed: under the CI rule no SAE arm at 2x or more qualified in 5 of 7
+    categories (bench/steering.py, 24 tokens, grid 2-4-8), so the choice fell back to 2x and
+    came out at 2.7-7.5x perplexity on the report half."""
     diffmean_strengths: tuple[float, ...] = (0.25, 0.5, 1.0)
     """Multiples of the DiffMean vector. Its norm is 10-40x a feature's typical max on
     SmolLM2 (37-119 against 3-5 at blocks.15-25), so 1 is already a strong push."""

@@ -12,7 +12,16 @@ node's own path alone, ``x + s * delta`` for ``s`` from 0 (clean) to 1 (node rem
 ``delta`` is the ablation's change at the node's position (through the error-preserving
 splice); its completeness is that node's ablation effect by construction. Each node needs
 ``steps`` forward and backward passes of its own, so it costs more than the one forward pass
-of the ablation it estimates (``bench/attribution.py`` measures both).
+of the ablation it estimates: on SmolLM2 at blocks.20, one step reached r = 0.997-0.999 with
+the true ablations at 1.7-1.8x their cost, so it is not exported (``bench/attribution.py``).
+
+Measured completeness (``bench/attribution.py``, 24 prompts, the suite's four hooks): IG's
+10 midpoint steps miss 5% on 10-14 of 24 prompts at blocks.15, where the metric along the path
+has steep stretches, and on a prompt whose first token after BOS carries a massive activation,
+whose path bends within its first 2% (even 40 uniform steps leave 10%). Blocks.25 and 28 are
+within 1%. An SAE whose ``decode(0)`` is near 0 sends the path through every RMSNorm's
+singularity at x = 0, where no number of steps is complete; trained SAEs' ``b_dec`` (the mean
+activation) keeps the baseline an ordinary residual.
 """
 
 from __future__ import annotations

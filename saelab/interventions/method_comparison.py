@@ -189,7 +189,9 @@ def compare_steering_methods(
         sae_arm = choices[(category, "sae")].arm
         avoid = candidates.loc[candidates["category"] == category, "feature"].astype(int).tolist()
         feature = random_feature(tools, sae_arm.hook, avoid, config.seed + cats.index(category))
-        choices[(category, "random")] = Choice(Arm("random", category, sae_arm.hook, feature, sae_arm.strength), True)
+        random_arm = Arm("random", category, sae_arm.hook, feature, sae_arm.strength)
+        # Not chosen by the rule: it takes the SAE arm's hook and strength, and its verdict on the select half.
+        choices[(category, "random")] = Choice(random_arm, choices[(category, "sae")].qualified)
     report = runner(report_plan(choices, np.flatnonzero(split == "report"), config.report_samples), "report",
                     "report half")  # fmt: skip
     table = held_out_table(report, choices, cats, config.rule, direction=1, judge=judge, texts=list(prompts))

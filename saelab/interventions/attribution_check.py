@@ -53,6 +53,7 @@ def prompt_list(model: HookedTransformer, prompts: Prompts) -> list[Int[Tensor, 
         raise ValueError("no prompts given")
     texts = [i for i, p in enumerate(items) if isinstance(p, str)]
     if texts:
+        # no cut here: a text longer than the context gets the error below, not a silent truncation
         tokenized = tokenize(model, [items[i] for i in texts], max_length=10**9)
         for i, ids in zip(texts, tokenized.ids, strict=True):
             items[i] = ids

@@ -97,6 +97,8 @@ def test_bad_prompts_get_clear_errors(tiny_model):
         prompt_list(tiny_model, [[1, 2, 3], [1]])
     with pytest.raises(ValueError, match="longer than the model's context"):
         prompt_list(tiny_model, [list(range(tiny_model.cfg.n_ctx + 1))])
+    with pytest.raises(ValueError, match="longer than the model's context"):
+        prompt_list(tiny_model, ["The cat", "word " * (tiny_model.cfg.n_ctx + 10)])  # refused, not cut
     with pytest.raises(ValueError, match="1-D integer"):
         prompt_list(tiny_model, [torch.ones(4)])
     with pytest.raises(ValueError, match=r"\[n, pos\]"):

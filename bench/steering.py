@@ -13,7 +13,7 @@ DiffMean vector subtracted on prompts that invite the category (data/inviting_pr
 
     python bench/steering.py [--tokens 16] [--threads 2] [--no-suppression]
 
-The defaults are notebook 05's configuration (the demo's setting).
+The defaults are the library's; ``--demo`` is what notebook 05 runs in ``make demo``.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=defaults.max_new_tokens, help="new tokens per continuation")
     parser.add_argument("--report-samples", type=int, default=defaults.report_samples)
     parser.add_argument("--no-suppression", action="store_true")
+    parser.add_argument("--demo", action="store_true", help="notebook 05's smaller setting (ComparisonConfig.demo())")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
@@ -56,7 +57,9 @@ def main() -> None:
     print(
         f"concept probe @ {probe.hook}: held-out window accuracy {probe.test_accuracy:.3f} (chance {probe.chance:.3f})"
     )
-    config = ComparisonConfig(max_new_tokens=args.tokens, report_samples=args.report_samples)
+    base = ComparisonConfig.demo() if args.demo else defaults
+    config = ComparisonConfig.from_dict({**base.to_dict(), "max_new_tokens": args.tokens,
+                                         "report_samples": args.report_samples if not args.demo else 1})  # fmt: skip
     prompts = saelab.data.load_steering_prompts()
     inviting = None if args.no_suppression else saelab.data.load_inviting_prompts()
     result = compare_steering_methods(model, saes, probe, texts, labels, prompts, config=config,

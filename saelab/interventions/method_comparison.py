@@ -100,6 +100,13 @@ class ComparisonConfig(JsonConfig):
         if self.specialists < 0 or self.n_output < 0 or self.specialists + self.n_output == 0:
             raise ValueError("need specialists >= 0, n_output >= 0, and at least one of them > 0")
 
+    @classmethod
+    def demo(cls) -> ComparisonConfig:
+        """What ``make demo`` runs in notebook 05: about the cost of the single-method sweep it
+        replaced (one output feature beside the specialist, two strengths per method, one
+        sample per report prompt), where the default costs 3-5x that."""
+        return cls(n_output=1, strengths=(1.0, 2.0), diffmean_strengths=(0.5, 1.0), report_samples=1)
+
     @property
     def rule(self) -> Rule:
         return Rule(self.max_perplexity_ratio, self.min_distinct_ratio, self.n_bootstrap, self.confidence, self.seed)

@@ -192,13 +192,7 @@ def compare_steering_methods(
          for a in [NO_EDIT, *sorted({a for group in arms.values() for a in group})]], "select", "select half",
     )  # fmt: skip
     choices, select_table = choose_all(select, arms, cats, config.rule, ("sae", "diffmean", "prompting"))
-    for category in cats:
-        sae_arm = choices[(category, "sae")].arm
-        avoid = candidates.loc[candidates["category"] == category, "feature"].astype(int).tolist()
-        feature = random_feature(tools, sae_arm.hook, avoid, config.seed + cats.index(category))
-        random_arm = Arm("random", category, sae_arm.hook, feature, sae_arm.strength)
-        # Not chosen by the rule: it takes the SAE arm's hook and strength, and its verdict on the select half.
-        choices[(category, "random")] = Choice(random_arm, choices[(category, "sae")].qualified)
+    _add_random_controls(choices, candidates, tools, cats, config.seed)
     report = runner(report_plan(choices, np.flatnonzero(split == "report"), config.report_samples), "report",
                     "report half")  # fmt: skip
     table = held_out_table(report, choices, cats, config.rule, direction=1, judge=judge, texts=list(prompts))
@@ -209,6 +203,19 @@ def compare_steering_methods(
         )
     scores = pd.concat([s for s in (select, report, supp_scores) if s is not None], ignore_index=True)
     return SteeringComparison(table, suppression, candidates, select_table, scores, config)
+
+
+def _add_random_controls(
+    choices: dict[tuple[str, str], Choice], candidates: pd.DataFrame, tools: ArmTools, cats: list[str], seed: int
+) -> None:
+    """Per category, a random live feature at the chosen SAE arm's hook and strength."""
+    for category in cats:
+        sae_choice = choices[(category, "sae")]
+        avoid = candidates.loc[candidates["category"] == category, "feature"].astype(int).tolist()
+        feature = random_feature(tools, sae_choice.arm.hook, avoid, seed + cats.index(category))
+        random_arm = Arm("random", category, sae_choice.arm.hook, feature, sae_choice.arm.strength)
+        # Not chosen by the rule: it takes the SAE arm's hook and strength, and its verdict on the select half.
+        choices[(category, "random")] = Choice(random_arm, sae_choice.qualified)
 
 
 def _steering_hooks(saes: Mapping[str, SAE], probe: ConceptProbe, config: ComparisonConfig) -> list[str]:

@@ -22,15 +22,10 @@ from transformer_lens import HookedTransformer
 
 from saelab.extract.tokens import tokenize
 from saelab.interventions.arms import Arm, ArmTools, RowSteering
-from saelab.interventions.generation import decode_continuation, prompt_ids, sample_rows
+from saelab.interventions.generation import decode_rows, even_batches, prompt_ids, sample_rows
 from saelab.interventions.probe import ConceptProbe
 from saelab.interventions.repetition import distinct_n
 from saelab.interventions.text_scores import continuation_scores
-
-MAX_ROWS = 128
-"""Rows sampled in one batch at most: bounds the KV cache and the logits. Batches are split
-evenly (a 100-row phase runs as one batch, not 96 + 4): on CPU a generation step costs
-nearly as much for 4 rows as for 100."""
 
 Row = tuple[int, int, Arm]
 """(prompt index, sample, arm)."""
@@ -98,12 +93,9 @@ class ArmRunner:
         self._instructed = self._instruction_ids(plan)
         texts: list[str] = []
         cont: list[list[int]] = []
-        if not plan:
-            return texts, cont
-        n_batches = -(-len(plan) // MAX_ROWS)
-        size = -(-len(plan) // n_batches)
-        for lo in tqdm(range(0, len(plan), size), desc=desc, disable=not self.progress, leave=False):
-            chunk = plan[lo : lo + size]
+        starts = even_batches(len(plan))
+        for lo in tqdm(starts, desc=desc, disable=not self.progress, leave=False):
+            chunk = plan[lo : lo + starts.step]
             arms = [a for _, _, a in chunk]
             runner = RowSteering.build(self.model, arms, self.tools)
             out = sample_rows(
@@ -112,11 +104,9 @@ class ArmRunner:
                 max_new_tokens=self.sampling.max_new_tokens, temperature=self.sampling.temperature,
                 seed=self.sampling.seed,
             )  # fmt: skip
-            for row in out.tolist():
-                kept, text = decode_continuation(self.model, row)
-                # Scored through the first EOS: stopping is part of what the model chose to write.
-                cont.append(row[: len(kept) + 1] if len(kept) < len(row) else kept)
-                texts.append(text)
+            chunk_texts, chunk_ids = decode_rows(self.model, out)
+            texts += chunk_texts
+            cont += chunk_ids
         return texts, cont
 
     def _instruction_ids(self, plan: list[Row]) -> dict[tuple[int, str], list[int]]:

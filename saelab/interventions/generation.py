@@ -31,6 +31,11 @@ from saelab.interventions.splice import FeatureEdit, edit_mask, spliced
 from saelab.interventions.steering import STEER_MODES, SteerMode, StrengthUnit, raw_strengths
 
 DEFAULT_NEW_TOKENS = 32
+MAX_ROWS = 128
+"""Rows sampled in one batch at most: bounds the KV cache and the logits. Batches are split
+evenly (a 100-row phase runs as one batch, not 96 + 4): on CPU a generation step costs
+nearly as much for 4 rows as for 100, so a small remainder batch would cost a third of the
+whole phase."""
 
 
 class EditedRunner(Protocol):
@@ -240,3 +245,22 @@ def generate(
         )  # fmt: skip
     (base_ids, base), (steer_ids, steered) = (decode_continuation(model, row.tolist()) for row in out)
     return Generation(prompt, base, steered, base_ids, steer_ids, raw, mode, int(seed), float(temperature))
+
+
+def even_batches(n_rows: int, max_rows: int = MAX_ROWS) -> range:
+    """Start rows of the fewest batches of at most ``max_rows`` rows, sized evenly."""
+    if n_rows == 0:
+        return range(0)
+    n_batches = -(-n_rows // max_rows)
+    return range(0, n_rows, -(-n_rows // n_batches))
+
+
+def decode_rows(model: HookedTransformer, out: Int[Tensor, "rows new"]) -> tuple[list[str], list[list[int]]]:
+    """Each sampled row's text (up to its first EOS) and the ids it is scored on: through the
+    first EOS, since stopping is part of what the model chose to write."""
+    texts, ids = [], []
+    for row in out.tolist():
+        kept, text = decode_continuation(model, row)
+        ids.append(row[: len(kept) + 1] if len(kept) < len(row) else kept)
+        texts.append(text)
+    return texts, ids

@@ -27,18 +27,12 @@ from transformer_lens import HookedTransformer
 from saelab._util.config import JsonConfig
 from saelab.interventions.edits import check_features, check_strengths
 from saelab.interventions.feature_scale import FeatureStats, feature_stats
-from saelab.interventions.generation import decode_continuation, prompt_ids, rowwise_edit, sample_rows
+from saelab.interventions.generation import decode_rows, even_batches, prompt_ids, rowwise_edit, sample_rows
 from saelab.interventions.probe import ConceptProbe
 from saelab.interventions.splice import spliced
 from saelab.interventions.steering import STEER_MODES, SteerMode, raw_strengths
 from saelab.interventions.sweep_stats import BASELINE, Arm, HeldOut, arm_curve, choose_arm, held_out_summary
 from saelab.interventions.text_scores import continuation_scores
-
-MAX_ROWS = 128
-"""Rows sampled in one batch at most: bounds the KV cache and the logits. Batches are split
-evenly (a 100-row phase runs as one batch, not 96 + 4): on CPU a generation step costs
-nearly as much for 4 rows as for 100, so a small remainder batch would cost a third of the
-whole phase."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,11 +176,9 @@ class _ArmRunner:
         columns = {f: j for j, f in enumerate(features)}
         raw = {arm: raw_strengths({arm[0]: arm[1]}, self.sae, stats=self.stats)[arm[0]]
                for arm in {a for _, _, a in plan if a != BASELINE}}  # fmt: skip
-        n_batches = -(-len(plan) // MAX_ROWS)
-        size = -(-len(plan) // n_batches)
-        for lo in tqdm(range(0, len(plan), size), desc=f"steering {self.concept}", disable=not self.progress,
-                       leave=False):  # fmt: skip
-            chunk = plan[lo : lo + size]
+        starts = even_batches(len(plan))
+        for lo in tqdm(starts, desc=f"steering {self.concept}", disable=not self.progress, leave=False):
+            chunk = plan[lo : lo + starts.step]
             values = torch.full((len(chunk), max(1, len(features))), float("nan"))
             for r, (_, _, arm) in enumerate(chunk):
                 if arm != BASELINE:
@@ -197,11 +189,9 @@ class _ArmRunner:
                     splice=installed, edited_rows=torch.tensor([a != BASELINE for _, _, a in chunk]),
                     max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, seed=cfg.seed,
                 )  # fmt: skip
-            for row in out.tolist():
-                kept, text = decode_continuation(self.model, row)
-                # Scored through the first EOS: stopping is part of what the model chose to write.
-                cont.append(row[: len(kept) + 1] if len(kept) < len(row) else kept)
-                texts.append(text)
+            chunk_texts, chunk_ids = decode_rows(self.model, out)
+            texts += chunk_texts
+            cont += chunk_ids
         return texts, cont
 
     def _score(self, frame: pd.DataFrame, prompt_rows: list[list[int]], cont: list[list[int]]) -> pd.DataFrame:

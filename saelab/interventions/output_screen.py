@@ -96,8 +96,9 @@ def output_scores(
     index = torch.tensor(ids)
     directions = sae.W_dec.detach()[index].float() * raw[:, None]  # [n, d_model]
     own = _own_tokens(model, sae, index, own_top)
-    concept = _mass_change(model, sae_hook_name(sae), prompts, directions, [concept_ids] * len(ids))
-    own_change = _mass_change(model, sae_hook_name(sae), prompts, directions, list(own))
+    # One steered pass serves both scores: they read two token sets of the same distributions.
+    change = _mass_change(model, sae_hook_name(sae), prompts, directions, [(concept_ids, mine) for mine in own])
+    concept, own_change = change[:, 0], change[:, 1]
     return pd.DataFrame({"feature": ids, "output_score": concept.numpy(), "own_score": own_change.numpy()})
 
 
@@ -109,7 +110,7 @@ def vector_output_scores(
     concept_ids: Int[Tensor, " n_tokens"],
 ) -> Float[Tensor, " n"]:
     """The output score of plain steering vectors (added as they are) at ``hook``."""
-    return _mass_change(model, hook, prompts, vectors.float(), [concept_ids] * vectors.shape[0])
+    return _mass_change(model, hook, prompts, vectors.float(), [(concept_ids,)] * vectors.shape[0])[:, 0]
 
 
 def _own_tokens(model: HookedTransformer, sae: SAE, index: Tensor, top: int) -> Tensor:
@@ -123,16 +124,17 @@ def _mass_change(
     hook: str,
     prompts: Sequence[list[int]],
     directions: Float[Tensor, "n d_model"],
-    token_sets: list[Tensor],
-) -> Float[Tensor, " n"]:
-    """Mean over prompts of ``log P(next in set | steered) - log P(next in set | clean)``."""
+    token_sets: list[tuple[Tensor, ...]],
+) -> Float[Tensor, "n k"]:
+    """Mean over prompts of ``log P(next in set | steered) - log P(next in set | clean)``, for
+    each direction and each of its ``k`` token sets."""
     tokens, attention = left_pad(prompts, model.cfg.device or "cpu")
     x = run_hooks(model, [hook], tokens, attention)[hook]  # [P, pos, d]
     where = edit_mask(attention.cpu()).to(x.device)[..., None].to(x.dtype)
     n, p = directions.shape[0], len(prompts)
     clean = _last_logprobs(model, hook, x, tokens, attention)  # [P, vocab]
     per_block = max(1, ROWS_PER_PASS // p)
-    out = torch.empty(n)
+    out = torch.empty(n, len(token_sets[0]) if token_sets else 0)
     for lo in range(0, n, per_block):
         block = directions[lo : lo + per_block].to(device=x.device, dtype=x.dtype)
         edited = (x[None] + block[:, None, None, :] * where[None]).flatten(0, 1)
@@ -140,8 +142,9 @@ def _mass_change(
             len(block), p, -1
         )
         for j in range(len(block)):
-            ids = token_sets[lo + j].to(logp.device)
-            out[lo + j] = (logp[j][:, ids].logsumexp(-1) - clean[:, ids].logsumexp(-1)).mean().cpu()
+            for k, ids in enumerate(token_sets[lo + j]):
+                ids = ids.to(logp.device)
+                out[lo + j, k] = (logp[j][:, ids].logsumexp(-1) - clean[:, ids].logsumexp(-1)).mean().cpu()
     return out
 
 

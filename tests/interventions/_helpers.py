@@ -1,6 +1,14 @@
-"""Small labelled texts for probe and sweep tests: two categories a random SAE can tell apart."""
+"""Small labelled texts for probe and sweep tests: two categories a random SAE can tell apart,
+and the probe those tests share, trained under a private feature cache."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from saelab.interventions.probe import ConceptProbe
 
 CODE = [
     "def add(a, b):\n    return a + b",
@@ -20,3 +28,21 @@ FRENCH = [
 ]
 TEXTS = CODE + FRENCH
 LABELS = ["python"] * len(CODE) + ["non_english"] * len(FRENCH)
+
+
+@contextmanager
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """``SAELAB_CACHE`` in a fresh folder while the block runs (the feature cache is keyed by
+    SAE identity, and the tests' random SAEs must not meet the user's cache)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SAELAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+    try:
+        yield
+    finally:
+        mp.undo()
+
+
+def tiny_probe(model, make_sae) -> ConceptProbe:
+    """A python / non_english probe on a random 64-feature SAE at blocks.5 of the tiny model."""
+    sae = make_sae(model.cfg.d_model, 64, "blocks.5.hook_resid_pre", seed=6)
+    return ConceptProbe.train(model, sae, TEXTS, LABELS, window=6, test_fraction=0.34)

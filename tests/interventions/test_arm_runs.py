@@ -11,8 +11,7 @@ from saelab.interventions.arm_runs import ArmRunner, Sampling
 from saelab.interventions.arms import NO_EDIT, Arm, ArmTools
 from saelab.interventions.diffmean import diffmean_vectors
 from saelab.interventions.feature_scale import FeatureStats
-from saelab.interventions.probe import ConceptProbe
-from tests.interventions._helpers import LABELS, TEXTS
+from tests.interventions._helpers import LABELS, TEXTS, private_cache, tiny_probe
 
 HOOK = "blocks.2.hook_resid_pre"
 PROMPTS = ["I think that", "Yesterday we went to the shop and", "The plan is"]
@@ -22,19 +21,16 @@ SAMPLING = Sampling(max_new_tokens=4, temperature=1.0, seed=0)
 
 @pytest.fixture(scope="module")
 def setup(tiny_model, make_sae, tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SAELAB_CACHE", str(tmp_path_factory.mktemp("cache")))
-    d = tiny_model.cfg.d_model
-    probe = ConceptProbe.train(tiny_model, make_sae(d, 64, "blocks.5.hook_resid_pre", seed=6), TEXTS, LABELS,
-                               window=6, test_fraction=0.34)  # fmt: skip
-    tools = ArmTools(
-        saes={HOOK: make_sae(d, 16, HOOK, seed=5)},
-        stats={HOOK: FeatureStats(torch.full((16,), 3.0), torch.zeros(16), torch.zeros(16), n_texts=1, n_tokens=1)},
-        diffmean=diffmean_vectors(tiny_model, [HOOK], TEXTS, LABELS, progress=False),
-        instructions={"python": INSTRUCTION},
-    )  # fmt: skip
-    yield tools, probe
-    mp.undo()
+    with private_cache(tmp_path_factory):
+        d = tiny_model.cfg.d_model
+        probe = tiny_probe(tiny_model, make_sae)
+        tools = ArmTools(
+            saes={HOOK: make_sae(d, 16, HOOK, seed=5)},
+            stats={HOOK: FeatureStats(torch.full((16,), 3.0), torch.zeros(16), torch.zeros(16), n_texts=1, n_tokens=1)},
+            diffmean=diffmean_vectors(tiny_model, [HOOK], TEXTS, LABELS, progress=False),
+            instructions={"python": INSTRUCTION},
+        )  # fmt: skip
+        yield tools, probe
 
 
 def _runner(model, setup, texts=PROMPTS) -> ArmRunner:

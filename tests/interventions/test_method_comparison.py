@@ -9,8 +9,7 @@ import importlib
 import pytest
 
 from saelab.interventions.method_comparison import ComparisonConfig, compare_steering_methods
-from saelab.interventions.probe import ConceptProbe
-from tests.interventions._helpers import LABELS, TEXTS
+from tests.interventions._helpers import LABELS, TEXTS, private_cache, tiny_probe
 
 comparison_module = importlib.import_module("saelab.interventions.method_comparison")
 
@@ -25,14 +24,11 @@ METHODS = ["none", "sae", "diffmean", "prompting", "random"]
 
 @pytest.fixture(scope="module")
 def setup(tiny_model, make_sae, tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SAELAB_CACHE", str(tmp_path_factory.mktemp("cache")))
-    d = tiny_model.cfg.d_model
-    probe = ConceptProbe.train(tiny_model, make_sae(d, 64, "blocks.5.hook_resid_pre", seed=6), TEXTS, LABELS,
-                               window=6, test_fraction=0.34)  # fmt: skip
-    saes = {probe.hook: probe.sae, **{h: make_sae(d, 16, h, seed=5 + i) for i, h in enumerate(STEERING_HOOKS)}}
-    yield saes, probe
-    mp.undo()
+    with private_cache(tmp_path_factory):
+        d = tiny_model.cfg.d_model
+        probe = tiny_probe(tiny_model, make_sae)
+        saes = {probe.hook: probe.sae, **{h: make_sae(d, 16, h, seed=5 + i) for i, h in enumerate(STEERING_HOOKS)}}
+        yield saes, probe
 
 
 @pytest.fixture(scope="module")

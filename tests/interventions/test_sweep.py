@@ -7,23 +7,19 @@ import pytest
 import torch
 
 from saelab.interventions.feature_scale import FeatureStats
-from saelab.interventions.probe import ConceptProbe
 from saelab.interventions.sweep import SweepConfig, steering_sweep, steering_table
-from tests.interventions._helpers import LABELS, TEXTS
+from tests.interventions._helpers import private_cache, tiny_probe
 
 PROMPTS = ["I think that", "Yesterday we", "The plan is", "She said"]
 
 
 @pytest.fixture(scope="module")
 def setup(tiny_model, make_sae, tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SAELAB_CACHE", str(tmp_path_factory.mktemp("cache")))
-    steer_sae = make_sae(tiny_model.cfg.d_model, 16, "blocks.2.hook_resid_pre", seed=5)
-    probe = ConceptProbe.train(tiny_model, make_sae(tiny_model.cfg.d_model, 64, "blocks.5.hook_resid_pre", seed=6),
-                               TEXTS, LABELS, window=6, test_fraction=0.34)  # fmt: skip
-    stats = FeatureStats(torch.full((16,), 3.0), torch.zeros(16), torch.zeros(16), n_texts=1, n_tokens=1)
-    yield steer_sae, probe, stats
-    mp.undo()
+    with private_cache(tmp_path_factory):
+        steer_sae = make_sae(tiny_model.cfg.d_model, 16, "blocks.2.hook_resid_pre", seed=5)
+        probe = tiny_probe(tiny_model, make_sae)
+        stats = FeatureStats(torch.full((16,), 3.0), torch.zeros(16), torch.zeros(16), n_texts=1, n_tokens=1)
+        yield steer_sae, probe, stats
 
 
 def test_the_sweep_chooses_on_one_half_and_reports_on_the_other(tiny_model, setup):

@@ -11,7 +11,7 @@ strength, and no edit. A category passes when the concept gain's CI excludes 0 a
 perplexity within 2x and without degeneration. Suppression: the chosen SAE feature and the
 DiffMean vector subtracted on prompts that invite the category (data/inviting_prompts.tsv).
 
-    python bench/steering.py [--tokens 16] [--threads 2] [--no-suppression]
+    python bench/steering.py [--tokens 16] [--threads 2] [--no-suppression] [--demo] [--out DIR]
 
 The defaults are the library's; ``--demo`` is what notebook 05 runs in ``make demo``.
 """
@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--no-suppression", action="store_true")
     parser.add_argument("--demo", action="store_true", help="notebook 05's smaller setting (ComparisonConfig.demo())")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", default=None, help="folder for every frame as CSV (SteeringComparison.save)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -80,6 +81,8 @@ def main() -> None:
     chosen = result.candidates.loc[result.candidates["chosen"]]
     print(chosen.round(3).to_string(index=False))
     print(f"\n{took:.0f} s in all")
+    if args.out:
+        print(f"frames saved in {result.save(args.out)}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -144,6 +145,19 @@ class SteeringComparison:
             rows["suppression"] = [self.n_passed(m, suppression=True) if m in ("sae", "diffmean") else np.nan
                                    for m in methods]  # fmt: skip
         return pd.DataFrame(rows, index=methods).T
+
+    def save(self, folder: str | Path) -> Path:
+        """Every frame as CSV (``table``, ``suppression`` where run, ``candidates``, ``select``,
+        ``scores`` with the generated texts, ``counts``) and ``config.json``, in ``folder``."""
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        frames = {"table": self.table, "suppression": self.suppression, "candidates": self.candidates,
+                  "select": self.select, "scores": self.scores, "counts": self.counts()}  # fmt: skip
+        for name, frame in frames.items():
+            if frame is not None:
+                frame.to_csv(out / f"{name}.csv", index=name == "counts")
+        (out / "config.json").write_text(self.config.to_json())
+        return out
 
 
 def compare_steering_methods(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 
+import pandas as pd
 import pytest
 
 from saelab.interventions.method_comparison import ComparisonConfig, compare_steering_methods
@@ -55,6 +56,16 @@ def test_one_row_per_category_and_method(result):
     assert (none["gain"] == 0).all() and (none["perplexity_ratio"] == 1).all() and not none["passed"].any()
     assert (table["n_prompts"] == 2).all()
     assert result.config is CONFIG
+
+
+def test_save_writes_every_frame_and_the_config(result, tmp_path):
+    folder = result.save(tmp_path / "run")
+    assert {p.name for p in folder.iterdir()} == {"table.csv", "suppression.csv", "candidates.csv", "select.csv",
+                                                 "scores.csv", "counts.csv", "config.json"}  # fmt: skip
+    table = pd.read_csv(folder / "table.csv")
+    assert table[["category", "method"]].values.tolist() == result.table[["category", "method"]].values.tolist()
+    assert pd.read_csv(folder / "scores.csv")["text"].fillna("").tolist() == result.scores["text"].tolist()
+    assert ComparisonConfig.from_json((folder / "config.json").read_text()) == result.config
 
 
 def test_the_report_half_is_prompts_the_choice_never_saw(result):

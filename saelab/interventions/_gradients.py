@@ -146,6 +146,16 @@ def non_bos(x: Tensor) -> Tensor:
 
 
 @dataclass
+class NodeGrads:
+    """Clean node values at one hook and the metric's gradient with respect to them."""
+
+    feats: Float[Tensor, "batch pos d_sae"]
+    feat_grads: Float[Tensor, "batch pos d_sae"]
+    error: Float[Tensor, "batch pos d_in"]
+    error_grads: Float[Tensor, "batch pos d_in"]
+
+
+@dataclass
 class Leaves:
     """The nodes spliced in at one hook, as autograd leaves, and their gradients once computed."""
 

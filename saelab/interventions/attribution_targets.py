@@ -15,11 +15,11 @@ splice); its completeness is that node's ablation effect by construction. Each n
 of the ablation it estimates: on SmolLM2 at blocks.20, one step reached r = 0.997-0.999 with
 the true ablations at 1.7-1.8x their cost, so it is not exported (``bench/attribution.py``).
 
-Measured completeness (``bench/attribution.py``, 24 prompts, the suite's four hooks): IG's
-10 midpoint steps miss 5% on 10-14 of 24 prompts at blocks.15, where the metric along the path
-has steep stretches, and on a prompt whose first token after BOS carries a massive activation,
-whose path bends within its first 2% (even 40 uniform steps leave 10%). Blocks.25 and 28 are
-within 1%. An SAE whose ``decode(0)`` is near 0 sends the path through every RMSNorm's
+Measured completeness (``bench/attribution.py``, 24 prompts, the suite's four hooks): at a
+fixed 10 steps IG misses 5% on 14 of 24 prompts at blocks.15, where the metric along the path
+has bends a few hundredths of ``alpha`` wide; blocks.25 and 28 are within 5%. The refinement
+of :func:`~saelab.interventions.attribute` (rows redone at 20 and 40 steps) brings every prompt
+within tolerance. An SAE whose ``decode(0)`` is near 0 sends the path through every RMSNorm's
 singularity at x = 0, where no number of steps is complete; trained SAEs' ``b_dec`` (the mean
 activation) keeps the baseline an ordinary residual.
 """
@@ -41,11 +41,13 @@ from saelab.interventions import _gradients as G
 from saelab.interventions.attribution import attribute
 from saelab.interventions.attribution_check import Prompts, RowMetric, length_batches, prompt_list
 from saelab.interventions.edits import check_features
-from saelab.interventions.metrics import Metric, per_row
+from saelab.interventions.metrics import Metric
 from saelab.interventions.splice import splice_delta
 from saelab.saes import sae_hook_name
 
-COMPLETENESS_COLUMNS = ["prompt", "hook", "clean", "ig_sum", "patched_change", "abs_error", "relative_error"]
+COMPLETENESS_COLUMNS = [
+    "prompt", "hook", "steps", "clean", "ig_sum", "patched_change", "abs_error", "relative_error", "complete",
+]  # fmt: skip
 
 
 def ig_completeness(
@@ -55,16 +57,21 @@ def ig_completeness(
     metric_for: Callable[[Tensor], Metric],
     *,
     steps: int = 10,
+    max_steps: int | None = None,
+    rtol: float = 0.05,
+    atol: float = 0.005,
     batch_tokens: int = 2048,
 ) -> pd.DataFrame:
-    """Per prompt and hook: the metric on the clean pass, the sum of the hook's integrated
-    gradients attributions (``attribute(..., method="integrated_gradients", steps=steps)``),
-    the true change ``metric(clean) - metric(hook patched to decode(0) but at BOS)``,
-    ``abs_error = |ig_sum - patched_change|`` and ``relative_error = abs_error /
-    |patched_change|`` (read the absolute error where the change itself is near 0).
+    """Per prompt and hook: the steps used, the metric on the clean pass, the sum of the hook's
+    integrated gradients attributions, the true change ``patched_change = metric(clean) -
+    metric(hook patched to decode(0) but at BOS)``, ``abs_error``, ``relative_error =
+    abs_error / |patched_change|`` (read the absolute error where the change itself is near 0)
+    and ``complete`` (within ``max(rtol * |change|, atol)``).
 
+    ``steps``, ``max_steps``, ``rtol`` and ``atol`` as in
+    :func:`~saelab.interventions.attribute` (``max_steps=steps``: the fixed quadrature alone).
     Prompts and ``metric_for`` as in :func:`~saelab.interventions.attribution_vs_ablation`.
-    Columns: ``prompt, hook, clean, ig_sum, patched_change, abs_error, relative_error``.
+    Columns: :data:`COMPLETENESS_COLUMNS`.
     """
     by_hook = G.sae_dict(model, saes)
     rows = prompt_list(model, prompts)
@@ -72,39 +79,13 @@ def ig_completeness(
     parts = []
     for idx in length_batches(rows, batch_tokens):
         tokens = torch.stack([rows[i] for i in idx])
-        frame = attribute(model, by_hook, tokens, row_metric, method="integrated_gradients", steps=steps,
-                          batch_tokens=batch_tokens).frame  # fmt: skip
-        sums: dict[tuple[int, str], float] = {}
-        for r, hook, value in frame.loc[:, ["row", "hook", "attribution"]].itertuples(index=False):
-            sums[(r, hook)] = sums.get((r, hook), 0.0) + value
-        clean, patched = _patched_metrics(model, by_hook, tokens, row_metric)
-        for hook in by_hook:
-            for r, i in enumerate(idx):
-                parts.append({"prompt": i, "hook": hook, "clean": float(clean[r]),
-                              "ig_sum": float(sums.get((r, hook), 0.0)),
-                              "patched_change": float(clean[r] - patched[hook][r])})  # fmt: skip
-    out = pd.DataFrame(parts).sort_values(["prompt", "hook"], kind="stable").reset_index(drop=True)
-    out["abs_error"] = (out["ig_sum"] - out["patched_change"]).abs()
+        result = attribute(model, by_hook, tokens, row_metric, method="integrated_gradients", steps=steps,
+                           max_steps=max_steps, rtol=rtol, atol=atol, batch_tokens=batch_tokens)  # fmt: skip
+        assert result.completeness is not None
+        parts.append(result.completeness.assign(prompt=[idx[r] for r in result.completeness["row"]]))
+    out = pd.concat(parts, ignore_index=True).sort_values(["prompt", "hook"], kind="stable").reset_index(drop=True)
     out["relative_error"] = out["abs_error"] / out["patched_change"].abs()
     return out.loc[:, COMPLETENESS_COLUMNS]
-
-
-def _patched_metrics(
-    model: HookedTransformer, saes: dict[str, SAE], tokens: Int[Tensor, "rows pos"], metric: Metric
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """Per row, the clean metric and, per hook, the metric with that hook at IG's baseline."""
-    first = next(iter(saes))
-    clean_x = G.clean_activations(model, list(saes), tokens)
-    zeros = torch.zeros(tokens.shape[0])
-    with torch.no_grad():
-        clean = per_row(metric, G.forward_from(model, first, tokens, clean_x[first]), tokens)
-        patched = {}
-        for hook, sae in saes.items():
-            # IG's own hook at alpha = 0, so the check uses exactly the path's end.
-            baseline = G.scaled_leaf_hook(sae, zeros, {}, hook)
-            logits = G.forward_from(model, hook, tokens, clean_x[hook], [(hook, baseline)])
-            patched[hook] = per_row(metric, logits, tokens)
-    return clean, patched
 
 
 def node_path_ig(

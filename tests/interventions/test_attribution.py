@@ -124,6 +124,7 @@ def test_two_hooks_in_one_pass_give_each_hook_its_own_total_effects(tiny_model, 
         pd.testing.assert_series_equal(_by_node(alone), _by_node(together), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:integrated gradients")  # a fixed, coarse quadrature on purpose
 def test_batch_rows_are_attributed_independently_with_any_chunking(tiny_model, saes, tokens):
     other = tokens.clone()
     other[0, 2] = tokens[0, 5]  # the same length, a different prompt
@@ -177,22 +178,31 @@ def test_grad_x_act_equals_the_ablation_effect_where_the_model_is_locally_linear
 
 def test_integrated_gradients_are_complete_at_every_step(tiny_model, saes, tokens, acts):
     # Per alpha, the attributions of all nodes of a hook add up to d metric / d alpha along
-    # the path x(alpha) = decode(alpha f) + alpha e, so their sum is the midpoint rule's
-    # estimate of metric(clean) - metric(decode(0)); finite differences check it here.
+    # the path x(alpha) = decode(alpha f) + alpha e, so their sum is the quadrature's
+    # estimate of metric(clean) - metric(decode(0)); finite differences check it here, at
+    # the schedule's points alpha = t**2 with weights 2t / steps.
     sae, hook, steps = saes[0], HOOKS[0], 3
-    result = attribute(tiny_model, sae, tokens, METRIC, method="integrated_gradients", steps=steps)
+    result = attribute(tiny_model, sae, tokens, METRIC, method="integrated_gradients", steps=steps, max_steps=steps)
     x = acts[hook]
     feats = encode_activations(sae, x).detach()
     error = x - sae.decode(feats).detach()
     h = 2e-3
-    alphas = torch.tensor([(k + 0.5) / steps + s * h for k in range(steps) for s in (1, -1)])
+    t = [(k + 0.5) / steps for k in range(steps)]
+    alphas = torch.tensor([a**2 + s * h for a in t for s in (1, -1)])
     rows = x.repeat(len(alphas), 1, 1)
     with torch.no_grad():
         rows[:, 1:] = (sae.decode(alphas[:, None, None] * feats) + alphas[:, None, None] * error)[:, 1:]
         logits = G.forward_from(tiny_model, hook, tokens.expand(len(alphas), -1), rows)
     values = torch.stack([METRIC(logits[i : i + 1], tokens) for i in range(len(alphas))])
     derivative = (values[0::2] - values[1::2]) / (2 * h)
-    assert result.frame["attribution"].sum() == pytest.approx(float(derivative.mean()), rel=0.01)
+    weights = torch.tensor([2 * a / steps for a in t])
+    assert weights.sum() == pytest.approx(1.0)
+    expected = float((derivative * weights).sum())
+    assert result.frame["attribution"].sum() == pytest.approx(expected, rel=0.01)
+
+
+def test_grad_x_act_has_no_completeness_check(tiny_model, saes, tokens):
+    assert attribute(tiny_model, saes[0], tokens, METRIC).completeness is None
 
 
 # --- hooks and errors ------------------------------------------------------------------
@@ -211,6 +221,10 @@ def test_hooks_are_removed_when_the_metric_raises(tiny_model, saes, tokens, meth
 def test_bad_input_gets_clear_errors(tiny_model, make_sae, saes, tokens):
     with pytest.raises(ValueError, match="tokens are empty"):
         attribute(tiny_model, saes, torch.zeros(1, 0, dtype=torch.long), METRIC)
+    with pytest.raises(ValueError, match="max_steps must be an integer >= steps"):
+        attribute(tiny_model, saes, tokens, METRIC, method="integrated_gradients", steps=4, max_steps=2)
+    with pytest.raises(ValueError, match="rtol and atol must be >= 0"):
+        attribute(tiny_model, saes, tokens, METRIC, method="integrated_gradients", rtol=-0.1)
     with pytest.raises(ValueError, match="at least one token after it"):
         attribute(tiny_model, saes, tokens[:, :1], METRIC)
     with pytest.raises(ValueError, match="empty"):

@@ -23,6 +23,9 @@ from saelab.interventions.metrics import logit_diff, next_token_logprob
 HOOK = "blocks.26.hook_resid_pre"  # late: runs resume from the hook, so the tests stay short
 TEXTS = ["The cat sat on the mat and looked", "x = 1\ny = x + 2\nprint", "Hello there, friend", "The cat sat"]
 LOGPROB = next_token_logprob(-2)
+# The random SAEs here decode 0 to about 0, a path through RMSNorm's singularity that no number
+# of IG steps makes complete; these tests compare estimates with ablations, not completeness.
+pytestmark = pytest.mark.filterwarnings("ignore:integrated gradients:UserWarning")
 
 
 @pytest.fixture(scope="module")

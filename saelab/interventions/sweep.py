@@ -19,20 +19,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import torch
 from sae_lens import SAE
-from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from saelab._util.config import JsonConfig
+from saelab.interventions.arm_runs import ArmRunner, Sampling
+from saelab.interventions.arms import NO_EDIT, Arm as SteeringArm, ArmTools
 from saelab.interventions.edits import check_features, check_strengths
 from saelab.interventions.feature_scale import FeatureStats, feature_stats
-from saelab.interventions.generation import decode_rows, even_batches, prompt_ids, rowwise_edit, sample_rows
 from saelab.interventions.probe import ConceptProbe
-from saelab.interventions.splice import spliced
 from saelab.interventions.steering import STEER_MODES, SteerMode, raw_strengths
 from saelab.interventions.sweep_stats import BASELINE, Arm, HeldOut, arm_curve, choose_arm, held_out_summary
-from saelab.interventions.text_scores import continuation_scores
+from saelab.saes import sae_hook_name
+
+SCORE_COLUMNS = ["prompt_index", "split", "sample", "feature", "strength", "text", "concept", "perplexity",
+                 "relevance", "distinct2"]  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,7 +78,8 @@ class SweepResult:
     """The candidate features that were swept."""
     mode: str
     scores: pd.DataFrame
-    """One row per continuation: prompt, split, sample, feature, strength, text, concept, perplexity, relevance."""
+    """One row per continuation: prompt, split, sample, feature, strength, text, concept, perplexity, relevance,
+    distinct2."""
     curve: pd.DataFrame
     """Selection half, per (feature, strength): concept (mean, CI), perplexity (geometric mean),
     relevance, ``chosen``; the baseline is feature -1, strength 0."""
@@ -134,14 +136,18 @@ def steering_sweep(
         raise ValueError(f"concept {concept!r} is not one the probe knows: {probe.categories}")
     stats = stats if stats is not None else feature_stats(model, sae)
     raw_strengths({f: 1.0 for f in features}, sae, stats=stats)  # dead features fail here
-    ids = [prompt_ids(model, p) for p in prompts]
+    hook = sae_hook_name(sae)
+    tools = ArmTools(saes={hook: sae}, stats={hook: stats})
+    sampling = Sampling(config.max_new_tokens, config.temperature, config.seed)
+    runner = ArmRunner(model, tools, probe, list(prompts), sampling, progress=progress)
     split = split_prompts(len(prompts), config.seed)
-    run = _ArmRunner(model, sae, ids, probe, concept, stats, config, progress)
     arms = [BASELINE, *((f, float(s)) for f in features for s in config.strengths)]
-    select = run(np.flatnonzero(split == "select"), arms, config.select_samples, "select")
+    select_idx, report_idx = np.flatnonzero(split == "select"), np.flatnonzero(split == "report")
+    select = _scored_rows(runner, hook, config.mode, concept, select_idx, arms, config.select_samples, "select")
     curve = arm_curve(select, config)
     chosen, qualified = choose_arm(curve, config.select_perplexity_ratio)
-    report = run(np.flatnonzero(split == "report"), [BASELINE, chosen], config.report_samples, "report")
+    report = _scored_rows(runner, hook, config.mode, concept, report_idx, [BASELINE, chosen], config.report_samples,
+                          "report")  # fmt: skip
     held = held_out_summary(report, chosen, qualified, config)
     curve["chosen"] = (curve["feature"] == chosen[0]) & (curve["strength"] == chosen[1])
     scores = pd.concat([select, report], ignore_index=True)
@@ -149,57 +155,20 @@ def steering_sweep(
     return SweepResult(concept, features, config.mode, scores, curve, held, config)
 
 
-@dataclass
-class _ArmRunner:
-    """Samples and scores continuations for (prompt, sample, arm) rows."""
-
-    model: HookedTransformer
-    sae: SAE
-    ids: list[list[int]]
-    probe: ConceptProbe
-    concept: str
-    stats: FeatureStats
-    config: SweepConfig
-    progress: bool
-
-    def __call__(self, prompts: np.ndarray, arms: list[Arm], samples: int, split: str) -> pd.DataFrame:
-        plan = [(int(p), k, arm) for p in prompts for k in range(samples) for arm in arms]
-        texts, cont = self._sample(plan, [f for f, _ in arms if f != BASELINE[0]])
-        frame = pd.DataFrame({
-            "prompt_index": [p for p, _, _ in plan], "split": split, "sample": [k for _, k, _ in plan],
-            "feature": [a[0] for _, _, a in plan], "strength": [a[1] for _, _, a in plan], "text": texts,
-        })  # fmt: skip
-        return self._score(frame, [self.ids[p] for p, _, _ in plan], cont)
-
-    def _sample(self, plan: list[tuple[int, int, Arm]], features: list[int]) -> tuple[list[str], list[list[int]]]:
-        cfg, texts, cont = self.config, [], []
-        columns = {f: j for j, f in enumerate(features)}
-        raw = {arm: raw_strengths({arm[0]: arm[1]}, self.sae, stats=self.stats)[arm[0]]
-               for arm in {a for _, _, a in plan if a != BASELINE}}  # fmt: skip
-        starts = even_batches(len(plan))
-        for lo in tqdm(starts, desc=f"steering {self.concept}", disable=not self.progress, leave=False):
-            chunk = plan[lo : lo + starts.step]
-            values = torch.full((len(chunk), max(1, len(features))), float("nan"))
-            for r, (_, _, arm) in enumerate(chunk):
-                if arm != BASELINE:
-                    values[r, columns[arm[0]]] = raw[arm]
-            with spliced(self.model, self.sae, rowwise_edit(features or [0], values, cfg.mode)) as installed:
-                out = sample_rows(
-                    self.model, [self.ids[p] for p, _, _ in chunk], groups=[p * 1000 + k for p, k, _ in chunk],
-                    splice=installed, edited_rows=torch.tensor([a != BASELINE for _, _, a in chunk]),
-                    max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, seed=cfg.seed,
-                )  # fmt: skip
-            chunk_texts, chunk_ids = decode_rows(self.model, out)
-            texts += chunk_texts
-            cont += chunk_ids
-        return texts, cont
-
-    def _score(self, frame: pd.DataFrame, prompt_rows: list[list[int]], cont: list[list[int]]) -> pd.DataFrame:
-        fluency = continuation_scores(self.model, prompt_rows, cont)
-        has_text = (frame["text"].str.strip().str.len() > 0).to_numpy()
-        # A continuation with no visible text (all newlines, or EOS at once) shows no concept.
-        concept = np.zeros(len(frame))
-        if has_text.any():
-            texts = frame.loc[has_text, "text"].tolist()
-            concept[has_text] = self.probe.score(self.model, texts, self.concept).numpy()
-        return frame.assign(perplexity=fluency.perplexity.numpy(), relevance=fluency.relevance.numpy(), concept=concept)
+def _scored_rows(
+    runner: ArmRunner,
+    hook: str,
+    mode: str,
+    concept: str,
+    prompts: np.ndarray,
+    arms: list[Arm],
+    samples: int,
+    split: str,
+) -> pd.DataFrame:
+    """One scored row per (prompt, sample, arm), run by the comparison's :class:`ArmRunner`:
+    ``feature`` and ``strength`` (the baseline is ``BASELINE``) and the probe's ``concept``."""
+    method = "clamp" if mode == "clamp" else "sae"
+    steer = {arm: NO_EDIT if arm == BASELINE else SteeringArm(method, "", hook, arm[0], arm[1]) for arm in arms}
+    plan = [(int(p), k, steer[arm]) for p in prompts for k in range(samples) for arm in arms]
+    frame = runner(plan, split, desc=f"steering {concept}")
+    return frame.assign(concept=frame[f"p_{concept}"]).loc[:, SCORE_COLUMNS]

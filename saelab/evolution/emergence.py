@@ -30,7 +30,7 @@ from jaxtyping import Bool
 
 from saelab.analysis._checks import as_numpy, check_feature_ids, check_unit
 from saelab.analysis.specialists import specialists
-from saelab.evolution.matching import decoder_similarities, matches_from
+from saelab.evolution.matching import DecoderNull, decoder_similarities, matches_from
 from saelab.evolution.similarity import decoder_directions
 
 if TYPE_CHECKING:
@@ -76,7 +76,12 @@ class Emergence:
 
 
 def feature_emergence(
-    snapshots: Mapping[int, Any] | Iterable[Any], final: Any, *, null_quantile: float = 0.99, seed: int = 0
+    snapshots: Mapping[int, Any] | Iterable[Any],
+    final: Any,
+    *,
+    null_quantile: float = 0.99,
+    seed: int = 0,
+    null: DecoderNull = "gaussian",
 ) -> Emergence:
     """Match every snapshot's features to the ``final`` SAE's and say when each final feature appears.
 
@@ -85,6 +90,11 @@ def feature_emergence(
     a ``W_dec`` or a ``[d_sae, d_in]`` decoder tensor. ``final``: the same, usually the SAE the
     snapshots' run ended with; a known dictionary (planted directions) works too, and then the
     same-unit cosine, defined only for equal numbers of features, is NaN.
+
+    ``null`` (:func:`~saelab.evolution.decoder_similarities`): ``"gaussian"`` by default, random
+    directions with the snapshot's own covariance, since early snapshots are near their random
+    initialisation and a planted ``final`` may hold too few features to be its own reference;
+    ``"dictionary"`` compares each final feature with the final's other features.
     """
     items = as_steps(snapshots)
     final_dirs = decoder_directions(final, "final")
@@ -92,7 +102,7 @@ def feature_emergence(
     for step, snapshot in items:
         dirs = decoder_directions(getattr(snapshot, "sae", snapshot), f"the snapshot of step {step}")
         # A seed per step: each snapshot's null is its own draw, the same whatever else is passed.
-        sims = decoder_similarities(final_dirs, dirs, seed=seed + 2 * step)
+        sims = decoder_similarities(final_dirs, dirs, seed=seed + 2 * step, null=null)
         matches = matches_from(sims, null_quantile=null_quantile, top=1)
         best = matches.best.reset_index()
         best.insert(1, "step", step)

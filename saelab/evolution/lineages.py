@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from saelab._util.config import JsonConfig
 from saelab.evolution.events import EVENTS, UnionFind, count_events, event_of_links, links_between
 from saelab.evolution.matching import (
+    DECODER_NULLS,
     METHODS,
     FeatureMatches,
     Similarities,
@@ -62,9 +63,13 @@ class LineageConfig(JsonConfig):
     """A match is good when it beats this quantile of the null's best matches."""
     seed: int = 0
     """Seed of the null draws."""
+    decoder_null: Literal["dictionary", "gaussian"] = "dictionary"
+    """The decoder similarity's null (:func:`saelab.evolution.decoder_similarities`)."""
 
     def __post_init__(self) -> None:
         problems = []
+        if self.decoder_null not in DECODER_NULLS:
+            problems.append(f"unknown decoder_null {self.decoder_null!r} (valid: {list(DECODER_NULLS)})")
         if self.method not in METHODS:
             problems.append(f"unknown method {self.method!r} (valid: {list(METHODS)})")
         if self.on not in ("decoder", "activation"):
@@ -187,6 +192,7 @@ def trace_lineages(
     samples: Mapping[str, PerTokenFeatures] | None = None,
     null_quantile: float = 0.99,
     seed: int = 0,
+    decoder_null: Literal["dictionary", "gaussian"] = "dictionary",
     progress: bool = True,
 ) -> Lineages:
     """Match consecutive hooks of ``saes`` (hook -> SAE or ``[d_sae, d_in]`` decoder, shallow
@@ -194,10 +200,10 @@ def trace_lineages(
 
     ``samples``: for activation similarity, every hook's per-token features of the same texts
     (``saelab.cached_per_token(model, saes, texts)``); each pair's correlations are measured on
-    those tokens. ``method``, ``on``, ``null_quantile`` and ``seed`` make the
+    those tokens. ``method``, ``on``, ``null_quantile``, ``seed`` and ``decoder_null`` make the
     :class:`LineageConfig`.
     """
-    config = LineageConfig(method=method, on=on, null_quantile=null_quantile, seed=seed)
+    config = LineageConfig(method=method, on=on, null_quantile=null_quantile, seed=seed, decoder_null=decoder_null)
     hooks = tuple(saes)
     if len(hooks) < 2:
         raise ValueError(f"Lineages need at least 2 SAEs (hooks in depth order), got {len(hooks)}: {list(hooks)}")
@@ -208,7 +214,8 @@ def trace_lineages(
     link_frames, event_rows = [], []
     for hook_a, hook_b in tqdm(pairs, desc="match hooks", unit="pair", disable=not progress, leave=False):
         sample = per_token_pairs(samples[hook_a], samples[hook_b]) if samples is not None else None
-        sims = similarities(saes[hook_a], saes[hook_b], config.kind, sample=sample, seed=seed)
+        sims = similarities(saes[hook_a], saes[hook_b], config.kind, sample=sample, seed=seed,
+                            null=config.decoder_null)  # fmt: skip
         real, back, null = _matches(sims, config)
         del sims  # three [n_a, n_b] matrices; the next pair needs the memory
         links, rows = _links_and_events(hook_a, hook_b, real, null)

@@ -25,7 +25,12 @@ from jaxtyping import Float
 from scipy.optimize import linear_sum_assignment
 
 from saelab.analysis._checks import check_feature_ids
-from saelab.evolution.nulls import covariance_matched_directions, shuffled_rows, threshold_from_null
+from saelab.evolution.nulls import (
+    covariance_matched_directions,
+    own_dictionary_null,
+    shuffled_rows,
+    threshold_from_null,
+)
 from saelab.evolution.similarity import (
     CorrelationAccumulator,
     as_csr,
@@ -38,6 +43,8 @@ from saelab.evolution.similarity import (
 Method = Literal["decoder", "activation", "hungarian"]
 Similarity = Literal["decoder", "activation"]
 METHODS: tuple[str, ...] = ("decoder", "activation", "hungarian")
+DecoderNull = Literal["dictionary", "gaussian"]
+DECODER_NULLS: tuple[str, ...] = ("dictionary", "gaussian")
 MAX_MATRIX_BYTES = 6 * 1024**3  # three float32 [n_a, n_b] matrices and the float64 sums
 
 
@@ -98,32 +105,43 @@ def match_features(
     null_quantile: float = 0.99,
     top: int = 3,
     seed: int = 0,
+    null: DecoderNull = "dictionary",
 ) -> FeatureMatches:
     """Match every feature of ``sae_a`` to the features of ``sae_b``.
 
     ``sae_a``/``sae_b``: SAEs (their ``W_dec`` is read) or ``[d_sae, d_in]`` decoder directions.
     ``sample``: paired activation chunks, needed when the similarity is ``activation``.
     ``on``: the similarity the ``hungarian`` assignment maximises (ignored otherwise).
+    ``null``: the decoder similarity's null (:func:`decoder_similarities`); activation
+    similarity's null is always B's tokens shuffled.
     """
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; valid: {list(METHODS)}")
     kind: Similarity = on if method == "hungarian" else method  # type: ignore[assignment]
-    sims = similarities(sae_a, sae_b, kind, sample=sample, seed=seed)
+    sims = similarities(sae_a, sae_b, kind, sample=sample, seed=seed, null=null)
     return matches_from(sims, one_to_one=method == "hungarian", null_quantile=null_quantile, top=top)
 
 
 def similarities(
-    sae_a: Any, sae_b: Any, kind: Similarity, *, sample: Iterable[tuple[Any, Any]] | None = None, seed: int = 0
+    sae_a: Any,
+    sae_b: Any,
+    kind: Similarity,
+    *,
+    sample: Iterable[tuple[Any, Any]] | None = None,
+    seed: int = 0,
+    null: DecoderNull = "dictionary",
 ) -> Similarities:
     """The measured similarity ``[n_a, n_b]`` and two null draws of it."""
     if kind == "decoder":
         if sample is not None:
             raise ValueError("A token sample is only used by activation matching; pass on='activation' or no sample")
-        return decoder_similarities(sae_a, sae_b, seed)
+        return decoder_similarities(sae_a, sae_b, seed, null)
     if kind == "activation":
         if sample is None:
-            raise ValueError("Activation matching needs a token sample: pass sample=per_token_pairs(...), "
-                             "text_pairs(...) or store_pairs(...) from saelab.evolution")
+            raise ValueError(
+                "Activation matching needs a token sample: pass sample=per_token_pairs(...), "
+                "text_pairs(...) or store_pairs(...) from saelab.evolution"
+            )
         width_a, width_b = decoder_width(sae_a), decoder_width(sae_b)
         if width_a is not None and width_b is not None:
             check_same_width(width_a, width_b)
@@ -131,13 +149,23 @@ def similarities(
     raise ValueError(f"Unknown similarity {kind!r}; valid: ['decoder', 'activation']")
 
 
-def decoder_similarities(sae_a: Any, sae_b: Any, seed: int = 0) -> Similarities:
+def decoder_similarities(sae_a: Any, sae_b: Any, seed: int = 0, null: DecoderNull = "dictionary") -> Similarities:
+    """Cosines of decoder directions, and two draws of ``null`` (:mod:`saelab.evolution.nulls`):
+    ``"gaussian"``, A against random directions with B's mean and covariance; ``"dictionary"``,
+    the larger of that and A's features against A's other features (the check: B's against B's)."""
+    if null not in DECODER_NULLS:
+        raise ValueError(f"Unknown decoder null {null!r}; valid: {list(DECODER_NULLS)}")
     dirs_a, dirs_b = decoder_directions(sae_a, "sae_a"), decoder_directions(sae_b, "sae_b")
     check_same_width(dirs_a.shape[1], dirs_b.shape[1])
-    _check_size(dirs_a.shape[0], dirs_b.shape[0])
-    nulls = [covariance_matched_directions(dirs_b, seed + k) for k in (1, 2)]
-    real, null, check = ((dirs_a @ d.T).numpy() for d in (dirs_b, *nulls))
-    return Similarities("decoder", real, null, check, 0)
+    (n_a, _), (n_b, _) = dirs_a.shape, dirs_b.shape
+    _check_size(n_a, n_b)
+    real = (dirs_a @ dirs_b.T).numpy()
+    reference, check = ((dirs_a @ covariance_matched_directions(dirs_b, seed + k).T).numpy() for k in (1, 2))
+    if null == "dictionary":
+        # A match must beat both: a dictionary of near-orthogonal features is no reference on its own.
+        np.maximum(reference, own_dictionary_null(dirs_a, n_a, n_b, seed + 1), out=reference)
+        np.maximum(check, own_dictionary_null(dirs_b, n_a, n_b, seed + 2), out=check)
+    return Similarities("decoder", real, reference, check, 0)
 
 
 def activation_similarities(sample: Iterable[tuple[Any, Any]], seed: int = 0) -> Similarities:

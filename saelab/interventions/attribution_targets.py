@@ -13,7 +13,7 @@ node's own path alone, ``x + s * delta`` for ``s`` from 0 (clean) to 1 (node rem
 splice); its completeness is that node's ablation effect by construction. Each node needs
 ``steps`` forward and backward passes of its own, so it costs more than the one forward pass
 of the ablation it estimates: on SmolLM2 at blocks.20, one step reached r = 0.997-0.999 with
-the true ablations at 1.7-1.8x their cost, so it is not exported (``bench/attribution.py``).
+the true ablations at 1.4-1.8x their cost, so it is not exported (``bench/attribution.py``).
 
 Measured completeness (``bench/attribution.py``, 24 prompts, the suite's four hooks): at a
 fixed 10 steps IG misses 5% on 14 of 24 prompts at blocks.15, where the metric along the path

@@ -30,6 +30,7 @@ import pandas as pd
 from sae_lens import SAE
 from transformer_lens import HookedTransformer
 
+from saelab._util.atomic import write_dir_atomically
 from saelab._util.config import JsonConfig
 from saelab.interventions.arm_runs import ArmRunner, Sampling, check_prompts
 from saelab.interventions.arms import NO_EDIT, Arm, ArmTools
@@ -148,16 +149,19 @@ class SteeringComparison:
 
     def save(self, folder: str | Path) -> Path:
         """Every frame as CSV (``table``, ``suppression`` where run, ``candidates``, ``select``,
-        ``scores`` with the generated texts, ``counts``) and ``config.json``, in ``folder``."""
-        out = Path(folder)
-        out.mkdir(parents=True, exist_ok=True)
+        ``scores`` with the generated texts, ``counts``) and ``config.json``, as the folder
+        ``folder`` (replacing an earlier save there)."""
         frames = {"table": self.table, "suppression": self.suppression, "candidates": self.candidates,
                   "select": self.select, "scores": self.scores, "counts": self.counts()}  # fmt: skip
-        for name, frame in frames.items():
-            if frame is not None:
-                frame.to_csv(out / f"{name}.csv", index=name == "counts")
-        (out / "config.json").write_text(self.config.to_json())
-        return out
+
+        def write(tmp: Path) -> None:
+            for name, frame in frames.items():
+                if frame is not None:
+                    frame.to_csv(tmp / f"{name}.csv", index=name == "counts")
+            (tmp / "config.json").write_text(self.config.to_json())
+
+        # All or nothing: an interrupted save never leaves a folder that looks complete.
+        return write_dir_atomically(Path(folder), write)
 
 
 def compare_steering_methods(

@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.saelab-setup-stamp
 TORCH_PIN := torch==2.13.0
+# Which bundled suite `make saes` trains: offline (SmolLM2-135M) or gemma (Gemma-3-270M).
+PROFILE ?= offline
 
 .PHONY: setup lint test test-fast demo lab bench saes dashboards clean-cache help
 
@@ -19,7 +21,7 @@ help:
 	@echo "make lab        open the notebooks in JupyterLab (run them cell by cell)"
 	@echo "make bench      run the benchmarks in bench/ (extraction, then training vs SAELens: ~20 min)"
 	@echo "make dashboards the offline suite's four SAEs: Neuronpedia-layout reports and a static site (dashboards/)"
-	@echo "make saes       retrain the bundled SAE suite into data/saes/ (hours on CPU; uses CUDA if present)"
+	@echo "make saes       retrain a bundled SAE suite into data/saes/ (PROFILE=offline|gemma; hours on CPU, CUDA if present)"
 
 setup: $(STAMP)
 	@$(PY) scripts/ensure_system_deps.py
@@ -75,7 +77,7 @@ dashboards: setup
 
 # The heavy job: never run by CI. Resumes where it stopped.
 saes: setup
-	$(PY) scripts/train_suite.py
+	$(PY) scripts/train_suite.py --profile $(PROFILE)
 
 clean-cache:
 	rm -rf "$${SAELAB_CACHE:-$$HOME/.cache/saelab}"

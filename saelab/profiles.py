@@ -2,6 +2,8 @@
 
 * ``offline`` (default): the embedded SmolLM2-135M and saelab's own bundled SAE suite.
   Needs no network, ever.
+* ``gemma``: the embedded Gemma-3-270M (base) and saelab's bundled suite for it, at the same
+  relative depths as ``offline``'s. Needs no network either.
 * ``gpt2``: GPT-2 small with SAELens's ``gpt2-small-res-jb`` (the setup the notebook series began with).
   Downloads weights on first use.
 
@@ -78,6 +80,20 @@ def _offline() -> Profile:
     )
 
 
+def _gemma() -> Profile:
+    # 9/12/15/17 of 18 layers sit at the relative depths of SmolLM2's 15/20/25/28 of 30.
+    hooks = tuple(f"blocks.{layer}.hook_resid_pre" for layer in (9, 12, 15, 17))
+    return Profile(
+        name="gemma",
+        model_name="gemma-3-270m",
+        sae_release="saelab-gemma3-270m",
+        hooks=hooks,
+        default_hook="blocks.12.hook_resid_pre",
+        needs_network=False,
+        description="Gemma-3-270M base (18 layers, d_model 640) with saelab's bundled residual-stream SAEs.",
+    )
+
+
 def _gpt2() -> Profile:
     release = "gpt2-small-res-jb"
     return Profile(
@@ -92,7 +108,7 @@ def _gpt2() -> Profile:
     )
 
 
-_BUILDERS = {"offline": _offline, "gpt2": _gpt2}
+_BUILDERS = {"offline": _offline, "gemma": _gemma, "gpt2": _gpt2}
 
 
 def names() -> list[str]:

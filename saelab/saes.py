@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 BUNDLED_RELEASE = "saelab-smollm2-135m"
 """The SAE suite saelab trains for the embedded model and ships under ``data/saes/``."""
 
+BUNDLED_RELEASES: dict[str, str] = {BUNDLED_RELEASE: "smollm2-135m", "saelab-gemma3-270m": "gemma-3-270m"}
+"""Every suite saelab trains and ships under ``data/saes/``, with the embedded model it reads."""
+
 NEURONPEDIA_BASE = "https://www.neuronpedia.org"
 CFG_FILENAME = "cfg.json"
 WEIGHTS_FILENAME = "sae_weights.safetensors"
@@ -62,7 +65,7 @@ def load_sae(
     """
     device_str = str(torch.device(device) if device is not None else default_device())
     name = str(release_or_path)
-    if name == BUNDLED_RELEASE:
+    if name in BUNDLED_RELEASES:
         return _load_bundled(name, sae_id, device_str, dtype)
     if Path(name).exists():
         folder = Path(name) / sae_id if sae_id else Path(name)
@@ -85,7 +88,8 @@ def _load_bundled(release: str, sae_id: str | None, device: str, dtype: str) -> 
     if not available:
         raise FileNotFoundError(
             f"The bundled SAE suite {release!r} is not present in {bundled_suite_dir(release)}. "
-            "It is trained by saelab itself; run `make saes` to build it, or pass a SAELens "
+            f"It is trained by saelab itself; run `make saes PROFILE={_profile_of(release)}` to build it, "
+            "or pass a SAELens "
             "release (online) or a local SAE folder instead."
         )
     if sae_id not in available:
@@ -129,8 +133,12 @@ def check_sae_files(folder: Path) -> None:
         ) from None
 
 
+def _profile_of(release: str) -> str:
+    return "offline" if release == BUNDLED_RELEASE else "gemma"
+
+
 def _corrupt_remedy(folder: Path) -> str:
-    bundled = bundled_suite_dir().resolve()
+    bundled = (data_dir() / "saes").resolve()
     if bundled in folder.resolve().parents:
         return (
             "This is part of the bundled suite: restore it with `git checkout -- data/saes` "

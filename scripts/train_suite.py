@@ -1,15 +1,15 @@
-"""`make saes`: train the bundled SAE suite for smollm2-135m and write it under data/saes/.
+"""`make saes [PROFILE=gemma]`: train a profile's bundled SAE suite and write it under data/saes/.
 
-One activation store feeds all four hooks of the offline profile (one model pass); each
+One activation store feeds all four hooks of the profile (one model pass); each
 hook gets a TopK SAE, 8 x d_model wide, trained on >= 2M tokens, saved in SAELens format
 (fp16 weights), then evaluated on the store's held-out sequences, which training never saw.
-The metrics land in data/saes/saelab-smollm2-135m/metrics.json and README.md.
+The metrics land in data/saes/<suite>/metrics.json and README.md.
 
 This is the heavy job: on 2 quiet CPU cores the store alone takes over an hour (the model
 forward to layer 28 runs at ~450 tokens/s); with CUDA it takes minutes. Every step resumes: the
 store continues after its last complete shard, training from its newest checkpoint.
 
-    python scripts/train_suite.py [--tokens 2000000] [--store-only] [--hooks ...]
+    python scripts/train_suite.py [--profile offline|gemma] [--tokens 2000000] [--store-only] [--hooks ...]
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="offline", help="offline (SmolLM2) or gemma (Gemma-3-270M)")
     parser.add_argument("--tokens", type=int, default=2_000_000, help="training tokens per SAE")
     parser.add_argument("--k", type=int, default=32, help="TopK k (= L0)")
     parser.add_argument("--batch-size", type=int, default=2048)
@@ -33,7 +34,7 @@ def parse_args() -> argparse.Namespace:
                         help="Adam lr (inputs are normalised to mean norm sqrt(d_in))")
     parser.add_argument("--dead-tokens", type=int, default=250_000,
                         help="a latent is dead (and gets the AuxK loss) after this many tokens without firing")
-    parser.add_argument("--hooks", nargs="*", default=None, help="default: the offline profile's hooks")
+    parser.add_argument("--hooks", nargs="*", default=None, help="default: the profile's hooks")
     parser.add_argument("--store-only", action="store_true", help="build (or resume) the activation store and stop")
     parser.add_argument("--store", type=Path, default=None,
                         help="train on this complete activation store folder instead of building one (its key "
@@ -41,7 +42,7 @@ def parse_args() -> argparse.Namespace:
                              "elsewhere with the same pins is the same store)")
     parser.add_argument("--eval-sequences", type=int, default=96,
                         help="held-out sequences (of 128 tokens) per evaluation")
-    parser.add_argument("--out", type=Path, default=None, help="default: data/saes/saelab-smollm2-135m")
+    parser.add_argument("--out", type=Path, default=None, help="default: data/saes/<the profile's suite>")
     return parser.parse_args()
 
 
@@ -57,7 +58,9 @@ def main() -> int:
     from saelab.train.topk import TopKConfig
     from saelab.train.trainer import RunConfig, checkpoint_folder
 
-    profile = profiles.get("offline")
+    profile = profiles.get(args.profile)
+    if profile.needs_network:
+        raise SystemExit(f"Profile {args.profile!r} reads a downloaded SAE release; only offline profiles have a suite")
     hooks = tuple(args.hooks or profile.hooks)
     out_root = args.out or bundled_suite_dir(profile.sae_release)
     started = time.perf_counter()
@@ -104,7 +107,7 @@ def main() -> int:
          for hook, (tr, ev) in results.items()},
         indent=1, default=str))
     (out_root / "README.md").write_text(
-        "# saelab-smollm2-135m\n\nTopK SAEs trained by `make saes` (scripts/train_suite.py). Metrics on "
+        f"# {profile.sae_release}\n\nTopK SAEs trained by `make saes` (scripts/train_suite.py). Metrics on "
         f"{args.eval_sequences} held-out sequences of the activation store (never used for training).\n\n"
         + markdown_table(table) + "\n"
     )

@@ -66,3 +66,13 @@ def test_logits_match_transformers_past_the_sliding_window(cold_and_warm):
     relative = (ours - ref).abs().max() / ref.abs().max()
     assert relative.item() <= 1e-3
     assert (ours.argmax(-1) == ref.argmax(-1)).float().mean().item() >= 0.99
+
+
+def test_an_sae_of_the_other_model_is_refused_naming_both(cold_and_warm):
+    import saelab
+    from saelab.saes import check_compatible
+
+    _, model = cold_and_warm
+    sae = saelab.load_sae(saelab.saes.BUNDLED_RELEASE, "blocks.15.hook_resid_pre", device="cpu")
+    with pytest.raises(ValueError, match=r"d_in=576 does not match .*gemma-3-270m.*d_model=640.*smollm2-135m"):
+        check_compatible(model, sae)

@@ -27,8 +27,18 @@ def test_gpt2_profile_matches_seed_setup():
     assert profile.neuronpedia_url("blocks.6.hook_resid_pre", 10399).endswith("/gpt2-small/6-res-jb/10399")
 
 
+def test_gemma_profile_reads_the_same_relative_depths_offline():
+    gemma, offline = profiles.get("gemma"), profiles.get("offline")
+    assert gemma.model_name == "gemma-3-270m" and not gemma.needs_network
+    assert gemma.sae_release == "saelab-gemma3-270m"
+    depth = lambda p, n: [int(h.split(".")[1]) / n for h in p.hooks]  # noqa: E731
+    # 9/12/15/17 of 18 layers against 15/20/25/28 of 30: equal up to one layer of the shallower model.
+    assert max(abs(a - b) for a, b in zip(depth(gemma, 18), depth(offline, 30), strict=True)) < 1 / 18
+    assert gemma.hooks.index(gemma.default_hook) == offline.hooks.index(offline.default_hook)
+
+
 def test_unknown_profile_lists_valid():
-    with pytest.raises(ValueError, match=r"Valid profiles: \['offline', 'gpt2'\]"):
+    with pytest.raises(ValueError, match=r"Valid profiles: \['offline', 'gemma', 'gpt2'\]"):
         profiles.get("gpt3")
 
 

@@ -40,7 +40,8 @@ class StoreConfig(JsonConfig):
     resuming and of loading into the shuffle buffer."""
     dtype: StoreDtype = "float16"
     """On-disk dtype. fp16 halves the disk of fp32; residual values stay far below its range
-    once BOS is excluded (a non-finite value aborts the build)."""
+    once BOS is excluded, for SmolLM2 and GPT-2 (a non-finite value aborts the build; Gemma needs
+    bfloat16: :func:`saelab.train.pipeline.store_dtype_for`)."""
     model_batch_size: int = 32
     """Sequences per forward pass while building (memory vs speed; changes content only by
     float rounding, so it is not part of the cache key)."""

@@ -24,6 +24,7 @@ from saelab.corpus import CorpusConfig
 from saelab.evals.harness import EvalResult, evaluate_sae
 from saelab.saes import load_sae
 from saelab.store import ActivationStore, StoreConfig, build_store
+from saelab.store.config import StoreDtype
 from saelab.train.base import TrainableSAE
 from saelab.train.calibrate import CalibrationConfig, CalibrationResult, calibrate_sparsity
 from saelab.train.config import TrainConfig
@@ -46,9 +47,11 @@ def activation_store(
     corpus: CorpusConfig | None = None,
     progress: bool = True,
     world: World | None = None,
+    dtype: StoreDtype | None = None,
 ) -> ActivationStore:
     """Build (or reuse) a store of ``n_tokens`` rows per hook from the offline corpus mix
-    (every rank of ``world`` building its share, when given)."""
+    (every rank of ``world`` building its share, when given). ``dtype`` None: the model's
+    :func:`store_dtype_for`."""
     # The corpus must hold a bit more than the store needs: BOS, separators and special
     # tokens are not stored, and packing cuts the last document.
     corpus = corpus or CorpusConfig(target_tokens=int(n_tokens * 1.25) + 10_000, seed=seed)
@@ -58,8 +61,17 @@ def activation_store(
         seq_len=seq_len,
         n_tokens=n_tokens,
         held_out_fraction=held_out_fraction,
+        dtype=dtype or store_dtype_for(model),
     )
     return build_store(model, corpus, cfg, progress=progress, world=world)
+
+
+def store_dtype_for(model: HookedTransformer) -> StoreDtype:
+    """float16 halves the disk of float32, but Gemma's residual stream leaves its range: its
+    embeddings are scaled by sqrt(d_model) and some positions exceed 65,504 by the middle layers
+    (Gemma-3-270M at blocks.12). bfloat16 has float32's range at float16's size."""
+    names = f"{model.cfg.original_architecture or ''} {model.cfg.model_name}".lower()
+    return "bfloat16" if "gemma" in names else "float16"
 
 
 def store_source(

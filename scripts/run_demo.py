@@ -1,4 +1,4 @@
-"""`make demo`: execute every notebook in notebooks/ headless, in order, offline profile.
+"""`make demo`: execute every notebook in notebooks/ headless, in order, offline profile (--profile: another).
 
 Executed copies go to outputs/, figures (saved by the notebooks) to assets/. Notebooks are
 stored without outputs; this never modifies them.
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--profile", default="offline", help="offline (default) or gpt2")
+    parser.add_argument("--profile", default="offline", help="offline (default), gemma (offline too) or gpt2")
     parser.add_argument("--fast", action="store_true", help="pass FAST=True (test-sized runs)")
     parser.add_argument("--only", nargs="*", help="run only notebooks whose name contains one of these")
     args = parser.parse_args()

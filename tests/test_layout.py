@@ -25,7 +25,7 @@ LAYERS: dict[str, int] = {
     "corpus": 6, "interventions": 6,
     "store": 7,
     "train": 8, "autointerp": 8, "evolution": 8,
-    "viz": 9, "dashboards": 9,
+    "viz": 9, "dashboards": 9, "crossmodel": 9,
     "__init__": 10,  # the public face: it imports lazily from every package
 }  # fmt: skip
 

@@ -37,7 +37,9 @@ class CrossModelMatches:
 
     grid: pd.DataFrame
     """One row per (hook_a, hook_b): ``depth_a, depth_b, n_a, active_a, matched_share,
-    matched_share_active, null_rate, threshold, median_best, n_spans``."""
+    matched_share_active, matched_share_b_active`` (B's active features with a good match in
+    A, looking back), ``null_rate, threshold, median_best`` (of A's active features),
+    ``null_rate_b`` (how often B's features pass the threshold under the null), ``n_spans``."""
     matches: dict[tuple[str, str], FeatureMatches]
     model_a: str
     model_b: str
@@ -75,18 +77,29 @@ def match_models(
         for hook_b, acts_b in sample.features[b].items():
             sims = activation_similarities([(acts_a, acts_b)], seed=seed)
             found = matches_from(sims, null_quantile=null_quantile, top=1)
-            matched = found.best["matched"].to_numpy()
             rows.append({
                 "hook_a": hook_a, "hook_b": hook_b, "depth_a": depths[a][hook_a], "depth_b": depths[b][hook_b],
-                "n_a": len(matched), "active_a": int(active.sum()), "matched_share": float(matched.mean()),
-                "matched_share_active": float(matched[active].mean()) if active.any() else float("nan"),
-                "null_rate": found.null_rate, "threshold": found.threshold,
-                "median_best": float(np.median(found.best["similarity"].to_numpy()[active])) if active.any()
-                else float("nan"),
+                **_shares(found, active, _active(acts_b, min_active)),
+                # B looking back at A under the same threshold: its own null rate.
+                "null_rate_b": float((sims.null_check.max(axis=0) >= found.threshold).mean()),
                 "n_spans": sample.n_spans,
             })  # fmt: skip
             matches[(hook_a, hook_b)] = found
     return CrossModelMatches(pd.DataFrame(rows), matches, a, b)
+
+
+def _shares(found: FeatureMatches, active_a: np.ndarray, active_b: np.ndarray) -> dict[str, float | int]:
+    """Matched shares of A's features (all, active) and of B's active ones, the null beside them."""
+    matched = found.best["matched"].to_numpy(bool)
+    matched_b = found.best_b["matched"].to_numpy(bool)
+    best = found.best["similarity"].to_numpy(float)
+    share = lambda flags, keep: float(flags[keep].mean()) if keep.any() else float("nan")  # noqa: E731
+    return {
+        "n_a": len(matched), "active_a": int(active_a.sum()), "matched_share": float(matched.mean()),
+        "matched_share_active": share(matched, active_a), "matched_share_b_active": share(matched_b, active_b),
+        "null_rate": found.null_rate, "threshold": found.threshold,
+        "median_best": float(np.median(best[active_a])) if active_a.any() else float("nan"),
+    }  # fmt: skip
 
 
 def _active(acts: sp.csr_matrix, min_active: int) -> np.ndarray:

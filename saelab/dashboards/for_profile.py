@@ -24,7 +24,7 @@ from saelab.dashboards.data import SaeDashboard
 from saelab.dashboards.reports import export_reports
 from saelab.dashboards.site.write import write_site
 from saelab.profiles import Profile, get
-from saelab.saes import BUNDLED_RELEASE, bundled_suite_dir
+from saelab.saes import BUNDLED_RELEASES, bundled_suite_dir
 from saelab.store.config import SPLITS, Split
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def chosen_hooks(profile: Profile, hooks: tuple[str, ...]) -> tuple[str, ...]:
 
 def bundled_metrics(profile: Profile, hook: str) -> dict[str, Any]:
     """The bundled suite's measured metrics of the SAE at ``hook`` (CE loss recovered among them)."""
-    if profile.sae_release != BUNDLED_RELEASE:
+    if profile.sae_release not in BUNDLED_RELEASES:
         return {}
     path = bundled_suite_dir(profile.sae_release) / "metrics.json"
     return dict(json.loads(path.read_text()).get(hook, {})) if path.is_file() else {}

@@ -34,7 +34,10 @@ FIGURES = {
     "06_automated_interpretability": [
         "06_score_distributions", "06_replication_simulation", "06_replication_embedding",
     ],
+    "07_two_models": ["07_specialists_by_depth", "07_cross_model_match_share"],
 }  # fmt: skip
+GEMMA_RUN = ("01_setup", "02_feature_exploration")
+"""Notebooks the tests also run under the gemma profile (all of them: scripts/run_demo.py --profile gemma)."""
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EXERCISE = "# Exercise:"
 """First line of an exercise cell: the only kind of cell that may define a function."""
@@ -129,11 +132,22 @@ def test_notebook_opens_with_what_it_teaches_and_how_long_it_takes(path):
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_fast_and_exports_its_figures(path, tmp_path):
+    _run_and_check(path, tmp_path, {})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stem", GEMMA_RUN, ids=str)
+def test_notebook_runs_under_the_gemma_profile(stem, tmp_path):
+    """The second offline model through the same notebooks: nothing in them assumes SmolLM2."""
+    _run_and_check(ROOT / "notebooks" / f"{stem}.ipynb", tmp_path, {"PROFILE": "gemma"})
+
+
+def _run_and_check(path: Path, tmp_path: Path, extra: dict) -> None:
     import papermill
 
     assets, outputs = tmp_path / "assets", tmp_path / "outputs"
     declared = _parameters(_read(path))
-    params = {"FAST": True, "ASSETS": str(assets), "OUTPUTS": str(outputs)}
+    params = {"FAST": True, "ASSETS": str(assets), "OUTPUTS": str(outputs), **extra}
     if "N_PERMUTATIONS" in declared:
         params["N_PERMUTATIONS"] = 20_000
     executed = tmp_path / path.name

@@ -9,7 +9,14 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from saelab.viz.style import apply_layout, category_color, check_frame, check_numeric, unique_in_order
+from saelab.viz.style import (
+    apply_layout,
+    category_color,
+    check_frame,
+    check_numeric,
+    unique_in_order,
+    value_label,
+)
 
 _MODEL_DASH = ("solid", "dash", "dot")
 
@@ -50,10 +57,10 @@ def _axis_label(hook: str, depth: float) -> str:
 def specialists_by_depth_figure(
     by_depth: pd.DataFrame,
     *,
-    value: str = "auroc",
+    value: str = "strong_in_minus_out",
     title: str = "Each category's best specialist by relative depth",
 ) -> go.Figure:
-    """One panel per category: the rank-1 feature's ``value`` (AUROC or strength) against
+    """One panel per category: the rank-1 feature's ``value`` (strength, or ``auroc``) against
     relative depth, one line per model; filled markers are significant specialists."""
     check_frame(by_depth, ["model", "depth", "category", value, "is_specialist", "hook", "feature"], "by_depth")
     check_numeric(by_depth, ["depth", value], "by_depth")
@@ -72,8 +79,9 @@ def specialists_by_depth_figure(
                 marker=dict(size=9, symbol=["circle" if s else "circle-open" for s in part["is_specialist"]]),
                 customdata=np.stack([part["hook"], part["feature"]], axis=1),
                 hovertemplate=f"{model}<br>%{{customdata[0]}} #%{{customdata[1]}}<br>depth %{{x:.2f}}<br>"
-                + value + " %{y:.3f}<extra></extra>",
+                + value_label(value) + " %{y:.3g}<extra></extra>",
             ), row=i // cols + 1, col=i % cols + 1)  # fmt: skip
     fig.update_xaxes(title_text="relative depth", row=n_rows)
-    fig.update_yaxes(title_text=value, col=1)
-    return apply_layout(fig, title + " (filled: significant specialist)", height=300 * n_rows + 120)
+    fig.update_yaxes(title_text=value_label(value), col=1)
+    apply_layout(fig, title + " (filled: significant specialist)", height=300 * n_rows + 140)
+    return fig.update_layout(margin=dict(t=110))  # the long y-axis title must clear the figure's title

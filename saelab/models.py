@@ -365,6 +365,11 @@ def _read_cache(folder: Path, device: torch.device) -> HookedTransformer:
     tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"))
     with _quiet_transformer_lens():
         model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
+    # TransformerLens 3.x gives a tokenizer whose path contains "gemma" a [pos, 1] token shape in
+    # to_str_tokens that its own decoding then rejects. Once the model has set its tokenizer up
+    # (which reloads it from that path), the path is only a label.
+    if model.tokenizer is not None:
+        model.tokenizer.name_or_path = "saelab-embedded"
     params = load_file(str(folder / "model.safetensors"))
     missing, unexpected = model.load_state_dict(params, strict=False)
     expected_buffers = {name for name, _ in model.named_buffers()}

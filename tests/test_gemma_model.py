@@ -76,3 +76,9 @@ def test_an_sae_of_the_other_model_is_refused_naming_both(cold_and_warm):
     sae = saelab.load_sae(saelab.saes.BUNDLED_RELEASE, "blocks.15.hook_resid_pre", device="cpu")
     with pytest.raises(ValueError, match=r"d_in=576 does not match .*gemma-3-270m.*d_model=640.*smollm2-135m"):
         check_compatible(model, sae)
+
+
+def test_token_strings_work_for_gemma(cold_and_warm):
+    # TransformerLens 3.x special-cases tokenizers whose path names gemma, and breaks on them.
+    _, model = cold_and_warm
+    assert model.to_str_tokens("The committee approved it.") == ["<bos>", "The", " committee", " approved", " it", "."]

@@ -72,6 +72,7 @@ def match_models(
     if min_active < 1:
         raise ValueError(f"min_active must be >= 1, got {min_active}")
     (a, b), rows, matches = names, [], {}
+    active_b = {hook: _active(acts, min_active) for hook, acts in sample.features[b].items()}
     for hook_a, acts_a in sample.features[a].items():
         active = _active(acts_a, min_active)
         for hook_b, acts_b in sample.features[b].items():
@@ -79,7 +80,7 @@ def match_models(
             found = matches_from(sims, null_quantile=null_quantile, top=1)
             rows.append({
                 "hook_a": hook_a, "hook_b": hook_b, "depth_a": depths[a][hook_a], "depth_b": depths[b][hook_b],
-                **_shares(found, active, _active(acts_b, min_active)),
+                **_shares(found, active, active_b[hook_b]),
                 # B looking back at A under the same threshold: its own null rate.
                 "null_rate_b": float((sims.null_check.max(axis=0) >= found.threshold).mean()),
                 "n_spans": sample.n_spans,

@@ -25,7 +25,7 @@ import torch
 from transformer_lens import HookedTransformer
 
 from saelab.extract.per_token import PerTokenFeatures
-from saelab.extract.tokens import tokenizer_of
+from saelab.extract.tokens import encode_with_offsets, tokenizer_of
 
 SPAN_PATTERN = re.compile(r"\w+|[^\w\s]+")
 """A span is a run of word characters or a run of punctuation; whitespace is in no span."""
@@ -48,11 +48,8 @@ def token_offsets(model: HookedTransformer, texts: Sequence[str], per_token: Per
     tokenizer = tokenizer_of(model)
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(f"{model.cfg.model_name}'s tokenizer gives no character offsets (not a fast tokenizer)")
-    encoded = tokenizer(
-        list(texts), add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True
-    )  # fmt: skip
     out: list[Offsets | None] = []
-    for i, (ids, offsets) in enumerate(zip(encoded["input_ids"], encoded["offset_mapping"], strict=True)):
+    for i, (ids, offsets) in enumerate(zip(*encode_with_offsets(tokenizer, texts), strict=True)):
         stored = per_token.token_ids[i]
         same = list(ids[: len(stored)]) == list(stored)
         out.append([(int(a), int(b)) for a, b in offsets[: len(stored)]] if same else None)

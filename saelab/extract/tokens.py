@@ -56,9 +56,19 @@ class Tokenized:
         return [row[1:] for row in self.ids] if self.has_bos else [list(row) for row in self.ids]
 
 
+_ENCODING = dict(add_special_tokens=False, split_special_tokens=True)
+"""The one encoding policy: no special tokens added, special-token strings kept as text."""
+
+
 def encode_texts(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
     """Token ids of ``texts``: no special tokens added, special-token strings kept as text."""
-    return tokenizer(list(texts), add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    return tokenizer(list(texts), **_ENCODING)["input_ids"]
+
+
+def encode_with_offsets(tokenizer: Any, texts: Sequence[str]) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
+    """:func:`encode_texts`'s ids and each token's character ``(start, end)`` (a fast tokenizer's)."""
+    encoded = tokenizer(list(texts), return_offsets_mapping=True, **_ENCODING)
+    return encoded["input_ids"], encoded["offset_mapping"]
 
 
 def tokenizer_of(model: HookedTransformer) -> PreTrainedTokenizerBase:

@@ -13,6 +13,7 @@ from .matching import (
     match_models as match_models,
     matched_pairs as matched_pairs,
     relative_depth as relative_depth,
+    within_word_shuffle as within_word_shuffle,
 )
 from .spans import (
     SpanSample as SpanSample,

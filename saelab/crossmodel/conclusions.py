@@ -41,6 +41,15 @@ def matching_sentences(found: CrossModelMatches) -> list[str]:
             f"At the closest relative depth the mean share is {near['matched_share_active'].mean():.1%}; "
             f"at other depth pairs {far['matched_share_active'].mean():.1%}."
         )
+    if "word_retained" in grid:
+        beyond = grid["matched_share_beyond_words"].to_numpy(float)
+        out.append(
+            f"With {found.model_b}'s spans shuffled only among the same word, matched pairs keep a median "
+            f"{grid['word_retained'].min():.0%}-{grid['word_retained'].max():.0%} of their correlation "
+            f"(what word identity alone gives); {np.nanmin(beyond):.1%}-{np.nanmax(beyond):.1%} of "
+            f"{found.model_a}'s active features have a match that loses more than half of it, one that needs "
+            f"the context ({near['matched_share_beyond_words'].mean():.1%} on average at the closest depth)."
+        )
     return out
 
 

@@ -5,11 +5,17 @@ spans, and a good match is one at least the 99th percentile of the same correlat
 second model's spans shuffled (an independent shuffle measures how often the null passes).
 A feature that never fires on the sample cannot correlate with anything, so shares are given
 over all features and over those active on at least ``min_active`` spans.
+
+Shuffling spans destroys word identity too, so two features that both fire on one word match
+without sharing anything beyond the word. A second null keeps it: B's spans are shuffled only
+among spans of the same word, and each matched pair's correlation is measured again. A pair
+that keeps it rests on word identity; one that loses most of it needs the context. (A word
+seen once stays in place, so the measure leans towards "word identity".)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +25,7 @@ import scipy.sparse as sp
 from saelab._util.hook_names import hook_layer
 from saelab.crossmodel.spans import SpanSample
 from saelab.evolution.matching import FeatureMatches, activation_similarities, matches_from
+from saelab.evolution.similarity import dims
 
 
 def relative_depth(hook: str, n_layers: int) -> float:
@@ -39,7 +46,10 @@ class CrossModelMatches:
     """One row per (hook_a, hook_b): ``depth_a, depth_b, n_a, active_a, matched_share,
     matched_share_active, matched_share_b_active`` (B's active features with a good match in
     A, looking back), ``null_rate, threshold, median_best`` (of A's active features),
-    ``null_rate_b`` (how often B's features pass the threshold under the null), ``n_spans``."""
+    ``null_rate_b`` (how often B's features pass the threshold under the null), ``n_spans``;
+    with the sample's words also ``word_retained`` (median over A's matched active features of
+    the share of the match's correlation that the word-keeping null keeps) and
+    ``matched_share_beyond_words`` (A's active features matched *and* keeping under half)."""
     matches: dict[tuple[str, str], FeatureMatches]
     model_a: str
     model_b: str
@@ -73,6 +83,9 @@ def match_models(
         raise ValueError(f"min_active must be >= 1, got {min_active}")
     (a, b), rows, matches = names, [], {}
     active_b = {hook: _active(acts, min_active) for hook, acts in sample.features[b].items()}
+    word_shuffles = {
+        hook: within_word_shuffle(acts, sample.words, seed + 11) for hook, acts in sample.features[b].items()
+    } if sample.words is not None else {}  # fmt: skip
     for hook_a, acts_a in sample.features[a].items():
         active = _active(acts_a, min_active)
         for hook_b, acts_b in sample.features[b].items():
@@ -83,6 +96,7 @@ def match_models(
                 **_shares(found, active, active_b[hook_b]),
                 # B looking back at A under the same threshold: its own null rate.
                 "null_rate_b": float((sims.null_check.max(axis=0) >= found.threshold).mean()),
+                **(_beyond_words(acts_a, word_shuffles[hook_b], found, active) if word_shuffles else {}),
                 "n_spans": sample.n_spans,
             })  # fmt: skip
             matches[(hook_a, hook_b)] = found
@@ -101,6 +115,48 @@ def _shares(found: FeatureMatches, active_a: np.ndarray, active_b: np.ndarray) -
         "null_rate": found.null_rate, "threshold": found.threshold,
         "median_best": float(np.median(best[active_a])) if active_a.any() else float("nan"),
     }  # fmt: skip
+
+
+def within_word_shuffle(acts: sp.csr_matrix, words: Sequence[str], seed: int) -> sp.csr_matrix:
+    """``acts``'s rows (``[n_spans, d_sae]``) shuffled only among spans of the same word."""
+    n_spans = dims(acts)[0]
+    if len(words) != n_spans:
+        raise ValueError(f"{len(words)} words for {n_spans} spans; give one word per span")
+    codes = pd.factorize(pd.Series(list(words)))[0]
+    rng = np.random.default_rng(seed)
+    # Both orders group the spans by word, in the same group order and sizes, so row
+    # ``grouped[i]`` takes row ``mixed[i]``: a span of the same word.
+    grouped = np.argsort(codes, kind="stable")
+    mixed = np.lexsort((rng.random(len(codes)), codes))
+    order = np.empty(len(codes), dtype=np.int64)
+    order[grouped] = mixed
+    return sp.csr_matrix(acts[order])
+
+
+def _beyond_words(acts_a: sp.csr_matrix, shuffled_b: sp.csr_matrix, found: FeatureMatches, active_a: np.ndarray
+                  ) -> dict[str, float]:  # fmt: skip
+    """How much of each matched pair's correlation survives B's spans shuffled within words."""
+    best = found.best
+    rows = np.flatnonzero(best["matched"].to_numpy(bool) & active_a)
+    if not rows.size:
+        return {"word_retained": float("nan"), "matched_share_beyond_words": 0.0 if active_a.any() else float("nan")}
+    cols = best["best_match"].to_numpy()[rows].astype(np.int64)
+    kept = paired_correlation(acts_a[:, rows], shuffled_b[:, cols]) / best["similarity"].to_numpy(float)[rows]
+    return {"word_retained": float(np.median(kept)),
+            "matched_share_beyond_words": float(np.count_nonzero(kept < 0.5) / active_a.sum())}  # fmt: skip
+
+
+def paired_correlation(x: sp.csr_matrix, y: sp.csr_matrix) -> np.ndarray:
+    """``[n_pairs]``: Pearson correlation of column ``i`` of ``x`` with column ``i`` of ``y``
+    (both ``[n_rows, n_pairs]``); 0 where a column is constant."""
+    x, y = sp.csr_matrix(x, dtype=np.float64), sp.csr_matrix(y, dtype=np.float64)
+    n = dims(x)[0]
+    mean_x, mean_y = np.asarray(x.mean(axis=0))[0], np.asarray(y.mean(axis=0))[0]
+    cov = np.asarray(x.multiply(y).sum(axis=0))[0] / n - mean_x * mean_y
+    var_x = np.asarray(x.multiply(x).sum(axis=0))[0] / n - mean_x**2
+    var_y = np.asarray(y.multiply(y).sum(axis=0))[0] / n - mean_y**2
+    scale = np.sqrt(np.clip(var_x, 0, None) * np.clip(var_y, 0, None))
+    return np.divide(cov, scale, out=np.zeros_like(cov), where=scale > 0)
 
 
 def _active(acts: sp.csr_matrix, min_active: int) -> np.ndarray:

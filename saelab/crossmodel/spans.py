@@ -65,6 +65,8 @@ class TextAlignment:
     n_spans: int
     tokens: tuple[np.ndarray, np.ndarray]
     """Per side, ``[n_pairs, 2]`` int arrays of (token row within the text, span index)."""
+    kept: np.ndarray
+    """``[n_spans]``: which of :func:`word_spans` of the text each kept span is."""
 
 
 @dataclass
@@ -80,6 +82,14 @@ class SpanAlignment:
     @property
     def n_spans(self) -> int:
         return sum(t.n_spans for t in self.texts)
+
+    def words(self, texts: Sequence[str]) -> list[str]:
+        """The lower-cased text of every kept span, in row order (``texts``: those aligned)."""
+        out = []
+        for kept in self.texts:
+            spans = word_spans(texts[kept.text])
+            out += [texts[kept.text][slice(*spans[j])].lower() for j in kept.kept]
+        return out
 
 
 def align_spans(texts: Sequence[str], offsets_a: Sequence[Offsets | None], offsets_b: Sequence[Offsets | None]
@@ -114,7 +124,8 @@ def _align_one(i: int, text: str, off_a: Offsets | None, off_b: Offsets | None
     renumber = np.full(len(spans), -1)
     renumber[both] = np.arange(both.size)
     tokens = tuple(_keep(pairs, renumber) for pairs in (pairs_a, pairs_b))
-    return "", (TextAlignment(i, int(both.size), tokens), len(spans) - int(both.size))  # type: ignore[arg-type]
+    aligned = TextAlignment(i, int(both.size), tokens, both)  # type: ignore[arg-type]
+    return "", (aligned, len(spans) - int(both.size))
 
 
 def _overlaps(offsets: Offsets, spans: Offsets) -> np.ndarray:
@@ -165,6 +176,9 @@ class SpanSample:
 
     features: dict[str, dict[str, sp.csr_matrix]]
     alignment: SpanAlignment
+    words: list[str] | None = None
+    """``[n_spans]`` each span's lower-cased word, for the null that keeps word identity
+    (:func:`saelab.crossmodel.match_models`); None leaves that null out."""
 
     @property
     def n_spans(self) -> int:
@@ -202,4 +216,4 @@ def span_sample(
         name: {hook: span_features(pt, alignment, side) for hook, pt in by_hook.items()}
         for side, (name, (_, by_hook)) in enumerate(sides.items())
     }
-    return SpanSample(features, alignment)
+    return SpanSample(features, alignment, alignment.words(texts))

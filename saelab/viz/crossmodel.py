@@ -30,7 +30,8 @@ def match_share_heatmap(
     title: str | None = None,
 ) -> go.Figure:
     """Depth pair heatmap of ``CrossModelMatches.grid``: rows are model A's hooks, columns
-    model B's, each cell the share with its null rate printed beneath."""
+    model B's, each cell the share with its null rate printed beneath (and, where the grid
+    has it, the share whose match needs the context: ``matched_share_beyond_words``)."""
     check_frame(grid, ["hook_a", "hook_b", "depth_a", "depth_b", value, "null_rate"], "grid")
     check_numeric(grid, [value, "null_rate"], "grid")
     rows, cols = unique_in_order(grid["hook_a"]), unique_in_order(grid["hook_b"])
@@ -39,6 +40,9 @@ def match_share_heatmap(
     depth_a = grid.groupby("hook_a")["depth_a"].first().loc[rows]
     depth_b = grid.groupby("hook_b")["depth_b"].first().loc[cols]
     text = np.vectorize(lambda s, n: f"{s:.1%}<br>null {n:.1%}")(share.to_numpy(), null.to_numpy())
+    if "matched_share_beyond_words" in grid:  # the word-keeping null's count, where measured
+        beyond = grid.pivot(index="hook_a", columns="hook_b", values="matched_share_beyond_words").loc[rows, cols]
+        text = np.vectorize(lambda t, b: f"{t}<br>context {b:.1%}")(text, beyond.to_numpy())
     fig = go.Figure(go.Heatmap(
         z=share.to_numpy(), x=[_axis_label(h, d) for h, d in depth_b.items()],
         y=[_axis_label(h, d) for h, d in depth_a.items()], text=text, texttemplate="%{text}",

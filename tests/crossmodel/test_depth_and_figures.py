@@ -69,6 +69,11 @@ def test_match_sentences_and_heatmap_read_the_grid() -> None:
     assert fig.data[0].z.shape == (2, 2) and "null 1.0%" in fig.data[0].text[0][0]
     with pytest.raises(ValueError):
         viz.match_share_heatmap(found.grid.drop(columns=["null_rate"]))
+    words = _grid().assign(word_retained=[0.9, 0.8, 0.7, 0.6], matched_share_beyond_words=[0.05, 0.0, 0.1, 0.15])
+    fourth = matching_sentences(CrossModelMatches(words, {}, "m1", "m2"))[3]
+    assert "keep a median 60%-90% of their correlation" in fourth
+    assert "0.0%-15.0% of m1's active features" in fourth and "(10.0% on average at the closest depth)" in fourth
+    assert "null 1.0%<br>context 5.0%" in viz.match_share_heatmap(words).data[0].text[0][0]
 
 
 def test_explainability_compares_margins_with_their_intervals() -> None:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from saelab.crossmodel import align_spans, match_models, matched_pairs, relative_depth, word_spans
+from saelab.crossmodel import align_spans, match_models, matched_pairs, relative_depth, within_word_shuffle, word_spans
+from saelab.crossmodel.matching import paired_correlation
 from saelab.crossmodel.spans import SpanSample, span_features
 from saelab.extract.per_token import PerTokenFeatures
 
@@ -137,3 +138,70 @@ def test_bad_input_is_refused() -> None:
     with pytest.raises(ValueError, match="depths must name"):
         match_models(_sample(texts, _texts(n=2)[1]), {"a": {}})
     assert relative_depth("blocks.12.hook_resid_pre", 18) == pytest.approx(2 / 3)
+
+
+def _lexical_and_context(texts, kinds, d=200, seed=3):
+    """A's and B's features 0-9 fire on word type j (lexical pairs, independent magnitudes);
+    feature 10 of both fires on word type 11 only after word type 0 (a context pair). The rest
+    fire at random."""
+    rng = np.random.default_rng(seed)
+    rows_a, rows_b = [], []
+    for text, row in zip(texts, kinds, strict=True):
+        a = (rng.random((len(_halves(text)), d)) < 0.1) * rng.random((len(_halves(text)), d))
+        b = (rng.random((len(_wholes(text)), d)) < 0.1) * rng.random((len(_wholes(text)), d))
+        a[:, :11], b[:, :11] = 0, 0
+        for w, kind in enumerate(row):
+            if kind < 10:
+                a[2 * w + 1, kind], b[w, kind] = 1 + rng.random(), 1 + rng.random()
+            elif kind == 11 and w > 0 and row[w - 1] == 0:
+                a[2 * w + 1, 10], b[w, 10] = 1 + rng.random(), 1 + rng.random()
+        rows_a.append(a.astype(np.float32))
+        rows_b.append(b.astype(np.float32))
+    return _per_token(rows_a), _per_token(rows_b)
+
+
+def test_the_word_keeping_null_separates_context_from_word_identity() -> None:
+    texts, kinds = _texts(n=200)
+    pt_a, pt_b = _lexical_and_context(texts, kinds)
+    alignment = align_spans(texts, [_halves(t) for t in texts], [_wholes(t) for t in texts])
+    hook_a, hook_b = "blocks.2.hook_resid_pre", "blocks.3.hook_resid_pre"
+    features = {"a": {hook_a: span_features(pt_a, alignment, 0)}, "b": {hook_b: span_features(pt_b, alignment, 1)}}
+    words = alignment.words(texts)
+    assert words[:16] == [*(WORDS[k] for k in kinds[0]), "."]
+    depths = {"a": {hook_a: 0.5}, "b": {hook_b: 0.5}}
+    found = match_models(SpanSample(features, alignment, words), depths)
+    row = found.grid.iloc[0]
+    best = found.matches[(hook_a, hook_b)].best
+    # The shuffled-span null passes all eleven planted pairs, lexical or not.
+    assert (best.loc[range(11), "best_match"].to_numpy() == np.arange(11)).all()
+    assert best.loc[range(11), "matched"].all()
+    # Ten of the eleven keep their correlation when B's spans move among the same word; the
+    # context pair, and nothing else, loses it.
+    active = int(row["active_a"])
+    assert row["matched_share_beyond_words"] == pytest.approx(1 / active)
+    assert row["word_retained"] > 0.9
+    # Without words the grid has no word-null columns.
+    assert "word_retained" not in match_models(SpanSample(features, alignment), depths).grid
+
+
+def test_paired_correlation_is_pearsons_per_column() -> None:
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    x = (rng.random((50, 4)) < 0.3) * rng.random((50, 4))
+    y = x + 0.2 * rng.random((50, 4))
+    y[:, 3] = 0  # constant: correlation 0, not NaN
+    got = paired_correlation(sp.csr_matrix(x), sp.csr_matrix(y))
+    want = [np.corrcoef(x[:, i], y[:, i])[0, 1] for i in range(3)]
+    assert got[:3] == pytest.approx(want) and got[3] == 0
+
+
+def test_the_word_keeping_shuffle_moves_rows_only_among_the_same_word() -> None:
+    import scipy.sparse as sp
+
+    words = ["a", "b", "a", "c", "b", "a"]
+    acts = sp.csr_matrix(np.arange(6, dtype=np.float32)[:, None] + 1)
+    moved = within_word_shuffle(acts, words, seed=0).toarray()[:, 0].astype(int) - 1
+    assert [words[i] for i in moved] == words and sorted(moved) == list(range(6))
+    with pytest.raises(ValueError, match="one word per span"):
+        within_word_shuffle(acts, words[:5], seed=0)

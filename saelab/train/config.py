@@ -34,7 +34,7 @@ class TrainConfig(JsonConfig):
     every architecture. Construct a subclass (or use ``config_for``), never this class."""
 
     activation: ClassVar[str] = ""
-    """The architecture's registry name (``relu``, ``jumprelu``, ``topk``, ``batchtopk``),
+    """The architecture's registry name (``relu``, ``jumprelu``, ``topk``, ``batchtopk``, ``matryoshka_batchtopk``),
     set by each subclass; ``to_dict`` writes it and ``from_dict`` dispatches on it."""
 
     d_in: int = 576
@@ -104,7 +104,8 @@ class TrainConfig(JsonConfig):
         if not type(self).activation:
             raise TypeError(
                 "TrainConfig is the base every architecture shares; construct an architecture's config "
-                "(ReLUConfig, JumpReLUConfig, TopKConfig, BatchTopKConfig) or use config_for(name, ...)"
+                "(ReLUConfig, JumpReLUConfig, TopKConfig, BatchTopKConfig, MatryoshkaBatchTopKConfig) or use "
+                "config_for(name, ...)"
             )
         # JSON turns tuples into lists; accept that so from_json(to_json()) round-trips.
         object.__setattr__(self, "adam_betas", tuple(float(b) for b in self.adam_betas))

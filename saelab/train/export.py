@@ -1,8 +1,8 @@
 """Export a trained SAE in SAELens disk format: ``cfg.json`` + ``sae_weights.safetensors``.
 
 ``sae_lens.SAE.load_from_disk(path)`` loads the folder as the SAELens architecture each
-architecture names (``TrainableSAE.sae_lens_architecture``: relu -> ``standard``, jumprelu
-and batchtopk -> ``jumprelu``, topk -> ``topk``) and encodes exactly as
+architecture names (``TrainableSAE.sae_lens_architecture``: relu -> ``standard``, jumprelu,
+batchtopk and matryoshka_batchtopk -> ``jumprelu``, topk -> ``topk``) and encodes exactly as
 :meth:`TrainableSAE.encode` does: both subtract b_dec from the input before the encoder
 (``apply_b_dec_to_input=True``); the architecture adds its own ``cfg.json`` fields and
 tensors (``sae_lens_cfg_fields``, ``sae_lens_tensors``), e.g. JumpReLU's thresholds.

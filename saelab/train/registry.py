@@ -26,6 +26,7 @@ ARCHITECTURES: dict[str, str] = {
     "jumprelu": "saelab.train.jumprelu",
     "topk": "saelab.train.topk",
     "batchtopk": "saelab.train.batchtopk",
+    "matryoshka_batchtopk": "saelab.train.matryoshka",
 }
 """Architecture name -> the module that defines it (and its ``ARCHITECTURE``)."""
 

@@ -16,7 +16,7 @@ from saelab.train.optim import make_optimizer, make_scheduler, train_step
 S = TypeVar("S", bound=TrainableSAE[Any])
 StepResult = tuple[TrainStepOutput, dict[str, Tensor], Tensor]
 
-ARCHITECTURES = ("relu", "jumprelu", "topk", "batchtopk")
+ARCHITECTURES = ("relu", "jumprelu", "topk", "batchtopk", "matryoshka_batchtopk")
 DEVICES = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
 """Where the fast-vs-reference checks run: CUDA too, on a machine that has it."""
 
@@ -26,6 +26,7 @@ LEARNS = {
     "jumprelu": dict(l0_coefficient=0.05, jumprelu_init_threshold=0.1, jumprelu_bandwidth=0.1),
     "topk": dict(k=2),
     "batchtopk": dict(k=2),
+    "matryoshka_batchtopk": dict(k=2, prefix_sizes=(16,)),  # two levels: the ladder costs full-width EV
 }
 
 
@@ -33,7 +34,7 @@ def tiny(activation: str = "topk", **kw: Any) -> TrainConfig:
     """d_in 8, d_sae 16, batch 32, flat schedule; k=3 where the architecture has a k."""
     base: dict[str, Any] = dict(d_in=8, d_sae=16, device="cpu", batch_size=32, total_steps=100,
                                 lr_warmup_steps=0, lr_decay_steps=0)
-    if activation in ("topk", "batchtopk"):
+    if activation in ("topk", "batchtopk", "matryoshka_batchtopk"):  # the architectures with a k
         base["k"] = 3
     return config_for(activation, **{**base, **kw})
 

@@ -15,8 +15,8 @@ from saelab.train.registry import ARCHITECTURES, architecture_names, get_archite
 from ._helpers import tiny
 
 
-def test_the_four_architectures_are_registered():
-    assert architecture_names() == ("relu", "jumprelu", "topk", "batchtopk")
+def test_the_five_architectures_are_registered():
+    assert architecture_names() == ("relu", "jumprelu", "topk", "batchtopk", "matryoshka_batchtopk")
 
 
 @pytest.mark.parametrize("name", architecture_names())

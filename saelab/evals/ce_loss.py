@@ -24,6 +24,7 @@ raises CE-loss recovered for the same spliced loss.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -96,48 +97,51 @@ def ce_loss_metrics(
     hook = sae_hook_name(sae)
     stats = DownstreamStats()
     batch = checked_tokens(model, tokens, attention_mask, BosPolicy(exclude=exclude_bos, ablate=ablate_bos))
-    downstream_batch(model, sae, hook, batch, max_logit_bytes, stats, recon=None)
+    downstream_batch(model, [Spliced(sae, stats, None)], hook, batch, max_logit_bytes)
     return stats.result()
+
+
+class Spliced(NamedTuple):
+    """One SAE evaluated in a shared pass, with where its numbers go."""
+
+    sae: SAE
+    stats: DownstreamStats
+    recon: ReconstructionStats | None
 
 
 def downstream_batch(
     model: HookedTransformer,
-    sae: SAE,
+    saes: Sequence[Spliced],
     hook: str,
     batch: CheckedTokens,
     max_logit_bytes: int,
-    stats: DownstreamStats,
-    recon: ReconstructionStats | None,
 ) -> None:
-    """The three runs over ``batch``, in chunks of rows that keep the logits under ``max_logit_bytes``."""
+    """The runs over ``batch`` for every SAE at ``hook``, in chunks of rows that keep the logits
+    under ``max_logit_bytes``: the clean and zero-ablated runs once, a spliced run per SAE."""
     tokens, attention_mask, positions = batch
     rows = rows_per_pass(max_logit_bytes, tokens.shape[1], model.cfg.d_vocab, _LOGIT_BLOCKS)
     for start in range(0, tokens.shape[0], rows):
         part = slice(start, start + rows)
         _downstream_chunk(
             model,
-            sae,
+            saes,
             hook,
             tokens[part],
             attention_mask[part] if attention_mask is not None else None,
             Positions(*(mask[part] for mask in positions)),
-            stats,
-            recon,
         )
 
 
 def _downstream_chunk(
     model: HookedTransformer,
-    sae: SAE,
+    saes: Sequence[Spliced],
     hook: str,
     tokens: Tensor,
     attention_mask: Tensor | None,
     positions: Positions,
-    stats: DownstreamStats,
-    recon: ReconstructionStats | None,
 ) -> None:
-    """The clean run (which keeps the activation at the hook), then the spliced and the
-    zero-ablated runs resumed from that activation, one logit block at a time."""
+    """The clean run (which keeps the activation at the hook), the zero-ablated run and each
+    SAE's spliced run resumed from that activation, one logit block at a time."""
     device = model.cfg.device
     tokens = tokens.to(device)
     kept, zeroed, predict = (mask.to(device) for mask in positions)
@@ -148,23 +152,27 @@ def _downstream_chunk(
         store["act"] = act.clone()
 
     logits = resume(model, hook, None, tokens, attention_mask=mask, fwd_hooks=[(hook, grab)])
-    clean = next_token_nll(logits, tokens)
+    clean = float(next_token_nll(logits, tokens)[predict].double().sum())
     logp_clean = F.log_softmax(logits.float(), dim=-1)
+    del logits
     act = store.pop("act")
-    with torch.inference_mode():
-        spliced_act, zeroed_act = _splice(sae, act, kept, recon), _zero(act, zeroed)
-    logits = resume(model, hook, spliced_act, tokens, attention_mask=mask)
-    spliced = next_token_nll(logits, tokens)
-    logp_spliced = F.log_softmax(logits.float(), dim=-1)
-    kl = F.kl_div(logp_spliced, logp_clean, log_target=True, reduction="none").sum(dim=-1)
-    del logits, logp_clean, logp_spliced
-    zero = next_token_nll(resume(model, hook, zeroed_act, tokens, attention_mask=mask), tokens)
-    stats.n_predictions += int(predict.sum())
-    stats.n_kl_positions += int(kept.sum())
-    stats.clean_sum += float(clean[predict].double().sum())
-    stats.spliced_sum += float(spliced[predict].double().sum())
-    stats.zero_sum += float(zero[predict].double().sum())
-    stats.kl_sum += float(kl[kept].double().sum())
+    zero = float(next_token_nll(resume(model, hook, _zero(act, zeroed), tokens, attention_mask=mask), tokens)[
+        predict].double().sum())  # fmt: skip
+    for sae, stats, recon in saes:
+        with torch.inference_mode():
+            spliced_act = _splice(sae, act, kept, recon)
+        logits = resume(model, hook, spliced_act, tokens, attention_mask=mask)
+        spliced = next_token_nll(logits, tokens)
+        logp_spliced = F.log_softmax(logits.float(), dim=-1)
+        del logits
+        kl = F.kl_div(logp_spliced, logp_clean, log_target=True, reduction="none").sum(dim=-1)
+        del logp_spliced
+        stats.n_predictions += int(predict.sum())
+        stats.n_kl_positions += int(kept.sum())
+        stats.clean_sum += clean
+        stats.spliced_sum += float(spliced[predict].double().sum())
+        stats.zero_sum += zero
+        stats.kl_sum += float(kl[kept].double().sum())
 
 
 def sae_reconstruct(sae: SAE, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -20,6 +20,7 @@ from saelab.evals.ce_loss import (
     DEFAULT_MAX_LOGIT_BYTES,
     BosPolicy,
     CheckedTokens,
+    Spliced,
     add_recon,
     checked_tokens,
     downstream_batch,
@@ -146,46 +147,82 @@ def evaluate_sae(
     that stops at the hook (:func:`saelab.extract.hook_activations`). ``exclude_bos`` and
     ``ablate_bos`` are as in :func:`ce_loss_metrics`.
     """
-    check_compatible(model, sae)
-    hook = sae_hook_name(sae)
+    return evaluate_saes(
+        model, {"sae": sae}, token_batches, max_batches=max_batches, progress=progress, exclude_bos=exclude_bos,
+        ablate_bos=ablate_bos, compute_ce=compute_ce, dense_threshold=dense_threshold,
+        histogram_bins=histogram_bins, batch_size=batch_size, max_logit_bytes=max_logit_bytes,
+    )["sae"]  # fmt: skip
+
+
+def evaluate_saes(
+    model: HookedTransformer,
+    saes: Mapping[str, SAE],
+    token_batches: Iterable[TokenBatch] | Int[Tensor, "n_seq pos"],
+    *,
+    max_batches: int | None = None,
+    progress: bool = True,
+    exclude_bos: bool = True,
+    ablate_bos: bool = True,
+    compute_ce: bool = True,
+    dense_threshold: float = DEFAULT_DENSE_THRESHOLD,
+    histogram_bins: int | Float[Tensor, " n_edges"] = DEFAULT_HISTOGRAM_BINS,
+    batch_size: int = 8,
+    max_logit_bytes: int = DEFAULT_MAX_LOGIT_BYTES,
+) -> dict[str, EvalResult]:
+    """:func:`evaluate_sae` for several SAEs of one hook (a sweep) on the same tokens, each
+    result equal to evaluating that SAE alone. The clean and zero-ablated runs are shared, so
+    N SAEs cost one clean pass, one zero-ablated pass and N spliced passes, not 3N."""
+    if not saes:
+        raise ValueError("saes is empty; pass {name: SAE}")
+    for sae in saes.values():
+        check_compatible(model, sae)
+    hooks = {sae_hook_name(sae) for sae in saes.values()}
+    if len(hooks) > 1:
+        raise ValueError(f"evaluate_saes shares passes at one hook; these SAEs read {sorted(hooks)}")
+    hook = hooks.pop()
     if max_batches is not None and max_batches < 1:
         raise ValueError(f"max_batches must be a positive integer or None, got {max_batches}")
     # islice, not a break inside the loop: a store's iterator must not lose one more batch.
     batches = itertools.islice(_iter_token_batches(token_batches, batch_size), max_batches)
     sizes = [n for n in (max_batches, _len_or_none(token_batches, batch_size)) if n is not None]
     total = min(sizes) if sizes else None
-    recon = ReconstructionStats(d_sae=sae.cfg.d_sae)
-    down = DownstreamStats()
+    members = [Spliced(sae, DownstreamStats(), ReconstructionStats(d_sae=sae.cfg.d_sae)) for sae in saes.values()]
     bos = BosPolicy(exclude=exclude_bos, ablate=ablate_bos)
     bar = tqdm(batches, total=total, desc=f"eval @ {hook}", disable=not progress, leave=False)
     for tokens, mask in bar:
         batch = checked_tokens(model, tokens, mask, bos)
         if compute_ce:
-            downstream_batch(model, sae, hook, batch, max_logit_bytes, down, recon)
+            downstream_batch(model, members, hook, batch, max_logit_bytes)
         else:
-            _reconstruction_batch(model, sae, hook, batch, recon)
-        if recon.n_tokens:
-            bar.set_postfix(_live_postfix(recon, down), refresh=False)
+            _reconstruction_batch(model, members, hook, batch)
+        first = members[0]
+        if first.recon is not None and first.recon.n_tokens:
+            bar.set_postfix(_live_postfix(first.recon, first.stats), refresh=False)
     bar.close()
-    if recon.n_tokens == 0:
-        raise ValueError("No tokens were evaluated: token_batches was empty (or every token was excluded).")
-    return _build_result(hook, sae, bos, recon, down if compute_ce else None, dense_threshold, histogram_bins)
+    out = {}
+    for name, (sae, down, recon) in zip(saes, members, strict=True):
+        assert recon is not None
+        if recon.n_tokens == 0:
+            raise ValueError("No tokens were evaluated: token_batches was empty (or every token was excluded).")
+        out[name] = _build_result(hook, sae, bos, recon, down if compute_ce else None, dense_threshold, histogram_bins)
+    return out
 
 
 def _reconstruction_batch(
     model: HookedTransformer,
-    sae: SAE,
+    members: list[Spliced],
     hook: str,
     batch: CheckedTokens,
-    recon: ReconstructionStats,
 ) -> None:
     """The reconstruction metrics of ``batch`` from a pass that stops at the hook."""
     tokens, attention_mask, positions = batch
     mask = attention_mask if attention_mask is not None else torch.ones_like(tokens)
     acts = hook_activations(model, hook, tokens, mask)
     with torch.inference_mode():
-        feats, x_hat = sae_reconstruct(sae, acts)
-        add_recon(recon, acts, feats, x_hat, positions.kept)
+        for sae, _, recon in members:
+            assert recon is not None
+            feats, x_hat = sae_reconstruct(sae, acts)
+            add_recon(recon, acts, feats, x_hat, positions.kept)
 
 
 def _build_result(

@@ -106,3 +106,20 @@ def test_max_batches_takes_exactly_that_many_and_missing_bos_warns(tiny_model, s
         res = evals.evaluate_sae(tiny_model, sae, stream(), max_batches=1, compute_ce=False, progress=False)
     assert taken == [0]
     assert res.n_tokens == 2 * (N_POS - 2)
+
+
+def test_several_saes_share_passes_and_each_equals_its_lone_evaluation(tiny_model, make_sae, sae, tokens, result):
+    other = make_sae(tiny_model.cfg.d_model, 32, HOOK, seed=5, input_norm=30.0)
+    both = evals.evaluate_saes(tiny_model, {"a": sae, "b": other}, [tokens], progress=False, max_logit_bytes=1)
+    alone = {"a": result, "b": evals.evaluate_sae(tiny_model, other, [tokens], progress=False)}
+    for name, lone in alone.items():
+        for key in ("l0", "explained_variance", "mse", "ce_loss_clean", "ce_loss_spliced", "ce_loss_zero",
+                    "ce_loss_recovered", "kl_div", "dead_fraction"):  # fmt: skip
+            assert getattr(both[name], key) == pytest.approx(getattr(lone, key), rel=1e-5, abs=1e-7), (name, key)
+    fast = evals.evaluate_saes(tiny_model, {"a": sae, "b": other}, [tokens], progress=False, compute_ce=False)
+    assert fast["b"].l0 == pytest.approx(alone["b"].l0)
+    with pytest.raises(ValueError, match="saes is empty"):
+        evals.evaluate_saes(tiny_model, {}, [tokens])
+    elsewhere = make_sae(tiny_model.cfg.d_model, 32, "blocks.0.hook_resid_pre", seed=5)
+    with pytest.raises(ValueError, match="shares passes at one hook"):
+        evals.evaluate_saes(tiny_model, {"a": sae, "b": elsewhere}, [tokens])

@@ -8,11 +8,13 @@ to SAELens disk format.
     save_sae(result.sae, "my_sae")                          # sae_lens.SAE.load_from_disk("my_sae") reads it
 
 * ``config``: :class:`TrainConfig`, the fields every architecture shares.
-* ``relu``, ``jumprelu``, ``topk``, ``batchtopk``: one architecture each (config subclass,
-  training module, SAELens export, calibration entry); ``registry`` finds them by name.
+* ``relu``, ``jumprelu``, ``topk``, ``batchtopk``, ``matryoshka``: one architecture each (config
+  subclass, training module, SAELens export, calibration entry); ``registry`` finds them by name.
 * ``base``: :class:`TrainableSAE`, the module they share; ``kernels/``: autograd kernels.
 * ``optim``, ``trainer``, ``checkpoint``, ``calibrate``, ``export``, ``pipeline``:
   training around them. ``python -m saelab.train`` is the command line.
+* ``sweep`` (with ``sweep_spec``, ``sweep_eval``, ``sweep_cli``): several SAEs in one pass over
+  the data, evaluated together; ``thresholds``: exact-L0 threshold adjustment after training.
 
 Names are imported on first use (see ``__init__.pyi``), so a command line parsing its
 arguments stays cheap.

@@ -6,6 +6,9 @@
     python -m saelab.train --layers 15 20 25                    # three SAEs, one after another
     torchrun --nproc_per_node=4 -m saelab.train --layer 20      # data-parallel over 4 GPUs/processes
     torchrun --nproc_per_node=4 -m saelab.train --layers 15 20  # two SAEs at once, 2 ranks each
+    python -m saelab.train --sweep "k=16,32,64,128"             # four SAEs, one pass over the store
+    python -m saelab.train --sweep "k=16,32" "hidden-dim=2304,4608" # the 2 x 2 grid
+    python -m saelab.train --sweep-file sweep.json              # members listed in a file (saelab.train.sweep_spec)
 
 Builds (or reuses) the activation store, optionally calibrates sparsity to --target-l0,
 trains with periodic atomic checkpoints (resume with --resume), saves the SAE in SAELens
@@ -14,7 +17,9 @@ format, evaluates it on held-out tokens and prints a results table.
 Under torchrun every rank builds its share of the store, then the ranks are split into one
 group per hook; each group trains its SAE data-parallel (--batch-size is the global batch,
 split evenly over the group) and its first rank saves, evaluates and prints. A run resumes
-with any number of ranks, since the global batch does not change.
+with any number of ranks, since the global batch does not change. A sweep trains its members
+at one hook, every batch read once for all of them; under torchrun every rank trains every
+member on its share of each batch (:mod:`saelab.train.sweep` says why).
 """
 
 from __future__ import annotations
@@ -61,7 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="rows in the activation store (default: --tokens + 5%% held out)")
     parser.add_argument("--target-l0", type=float, default=None,
                         help="calibrate sparsity to this L0 (TopK, BatchTopK: sets k)")
-    parser.add_argument("--k", type=int, default=32, help="TopK/BatchTopK k when --target-l0 is not given")
+    parser.add_argument("--k", type=int, default=32, help="TopK/BatchTopK/Matryoshka k when --target-l0 is not given")
+    parser.add_argument("--prefix-sizes", type=int, nargs="+", default=None,
+                        help="matryoshka_batchtopk: the nested dictionary widths (default d_sae/16, /8, /4, /2)")
     parser.add_argument("--calibration-steps", type=int, default=None,
                         help="steps per calibration trial (default: the run's own length, at most 500)")
     parser.add_argument("--jumprelu-threshold", type=float, default=1.0, help="JumpReLU's initial threshold on "
@@ -80,9 +87,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="dtype of the model forward that fills the store (bfloat16: for GPUs; a different store)")
     parser.add_argument("--dist-timeout", type=float, default=1800.0,
                         help="seconds any rank waits for the others before failing (torchrun runs only)")
+    parser.add_argument("--sweep", nargs="+", default=None, metavar="FIELD=V1,V2",
+                        help="train one SAE per combination of these config values in one pass over the store "
+                        "(e.g. k=16,32,64; hidden-dim means d_sae)")
+    parser.add_argument("--sweep-file", type=Path, default=None,
+                        help="a JSON list of members' config overrides (see saelab.train.sweep_spec)")
     args = parser.parse_args(argv)
     if sum(x is not None for x in (args.hook, args.hooks, args.layers)) > 1:
         parser.error("give one of --hook, --hooks and --layers")
+    if args.sweep and args.sweep_file:
+        parser.error("give --sweep or --sweep-file, not both")
+    if (args.sweep or args.sweep_file) and (args.hooks or args.layers or args.target_l0 is not None):
+        parser.error("a sweep trains at one hook and sets each member's sparsity itself: drop --layers/--hooks "
+                     "and --target-l0")
     return args
 
 
@@ -133,6 +150,14 @@ def _run(args: argparse.Namespace, world: World | None) -> int:
         model = profile.load_model(device, dtype=getattr(torch, args.model_dtype))
     store_tokens = args.store_tokens or int(args.tokens * 1.06) + 1
     store = activation_store(model, hooks, n_tokens=store_tokens, seed=args.seed, world=world)
+    if args.sweep or args.sweep_file:
+        from saelab.train.sweep_cli import run_sweep
+
+        base = build_config(
+            args, d_in=model.cfg.d_model, steps=max(1, args.tokens // args.batch_size), model_name=model.cfg.model_name,
+            hook=hooks[0], dataset=f"saelab offline mix, {store.n_rows('all')} tokens (store {store.key})",
+        )  # fmt: skip
+        return run_sweep(args, model, store, base, world)
     if world is None:
         results = {hook: _train_one(args, model, store, hook, None, len(hooks) > 1) for hook in hooks}
     else:
@@ -183,7 +208,8 @@ def build_config(
     architectures have (``--k``, ``--jumprelu-threshold``) go to those that have the field."""
     config_class = get_architecture(args.activation).config
     lr = args.lr if args.lr is not None else (2e-3 if steps < 2000 else 4e-4)
-    own = {"k": args.k, "jumprelu_init_threshold": args.jumprelu_threshold, "jumprelu_bandwidth": 0.5}
+    own = {"k": args.k, "jumprelu_init_threshold": args.jumprelu_threshold, "jumprelu_bandwidth": 0.5,
+           "prefix_sizes": tuple(args.prefix_sizes or ())}  # fmt: skip
     names = {f.name for f in dataclasses.fields(config_class)}
     return config_class(
         d_in=d_in, d_sae=args.hidden_dim or 8 * d_in, lr=lr, batch_size=args.batch_size, total_steps=steps,

@@ -28,6 +28,7 @@ from saelab.store.config import StoreDtype
 from saelab.train.base import TrainableSAE
 from saelab.train.calibrate import CalibrationConfig, CalibrationResult, calibrate_sparsity
 from saelab.train.config import TrainConfig
+from saelab.train.sweep import SweepResult, check_sweep, fit_sweep
 from saelab.train.trainer import BatchSource, RunConfig, TrainResult, fit
 
 if TYPE_CHECKING:
@@ -130,6 +131,31 @@ def train_on_store(
         cfg = calibration.cfg
     cfg = dataclasses.replace(cfg, context_size=store.seq_len)
     return PipelineRun(train=fit(cfg, source, run, replicas), calibration=calibration)
+
+
+def train_sweep(
+    store: ActivationStore,
+    configs: Sequence[TrainConfig],
+    run: RunConfig | None = None,
+    *,
+    data_seed: int | None = None,
+    replicas: Replicas | None = None,
+) -> SweepResult:
+    """Train every config on the store in one pass: each batch is read once and fed to each
+    member (:mod:`saelab.train.sweep`). The batch order comes from ``data_seed`` (default:
+    the first member's seed), so a member equals the same config trained alone when its seed
+    is that one."""
+    names = check_sweep(configs)
+    hook = configs[0].hook_name
+    if hook not in store.hooks:
+        raise ValueError(f"The sweep's hook {hook!r} is not in the store; it has {list(store.hooks)}")
+    if store.d_in(hook) != configs[0].d_in:
+        raise ValueError(f"The sweep's d_in={configs[0].d_in} but the store's {hook} has width {store.d_in(hook)}")
+    configs = [dataclasses.replace(c, context_size=store.seq_len) for c in configs]
+    seed = configs[0].seed if data_seed is None else data_seed
+    source = store_source(store, hook, configs[0].batch_size, seed, replicas, device=configs[0].device)
+    log.info("Sweep of %d SAEs at %s: %s", len(names), hook, ", ".join(names))
+    return fit_sweep(configs, source, run, replicas)
 
 
 def evaluate_saved(

@@ -122,18 +122,18 @@ def fit(
     share = share_size(cfg, replicas)
     sae, optimizer, scheduler, start, history = _prepare(cfg, source, run, replicas)
     leader = replicas is None or replicas.is_leader
-    snapshots = _snapshot_folder(run, sae) if leader else None
-    logger = _WandbLogger(cfg, run) if run.use_wandb and leader else None
+    snapshots = run_snapshot_folder(run, sae) if leader else None
+    logger = WandbLogger(cfg, run) if run.use_wandb and leader else None
     batches = source(start)
     end = cfg.total_steps if run.stop_at is None else max(start, min(run.stop_at, cfg.total_steps))
     show = run.progress and leader
     bar = tqdm(total=cfg.total_steps, initial=start, desc=f"train {cfg.activation}", disable=not show)
     try:
         for step in range(start, end):
-            batch = _next_batch(batches, step, cfg, share).to(sae.device)
+            batch = next_batch(batches, step, cfg, share).to(sae.device)
             if step == 0 and run.init_b_dec_from_first_batch:
                 sae.init_b_dec(whole_batch(batch, replicas))
-            _maybe_snapshot(run, snapshots, step, sae)  # the weights after `step` steps
+            maybe_snapshot(run, snapshots, step, sae)  # the weights after `step` steps
             out = train_step(sae, optimizer, batch, scheduler)
             if not torch.isfinite(out.loss):
                 raise FloatingPointError(f"Loss became {out.loss.item()} at step {step}; lower lr or check the data.")
@@ -146,10 +146,10 @@ def fit(
             if run.checkpoint_dir and ((step + 1) % run.checkpoint_every == 0 or step + 1 == end):
                 check_in_sync(sae, step + 1)
                 if leader:
-                    _save(run, step + 1, sae, optimizer, scheduler, history)
+                    save_state(run, step + 1, sae, optimizer, scheduler, history)
             bar.update(1)
         if end == cfg.total_steps:
-            _maybe_snapshot(run, snapshots, end, sae)
+            maybe_snapshot(run, snapshots, end, sae)
     finally:
         bar.close()
         if logger:
@@ -188,7 +188,7 @@ def _prepare(
     return sae, optimizer, scheduler, start, history
 
 
-def _next_batch(batches: Iterator[Tensor], step: int, cfg: TrainConfig, share: int) -> Tensor:
+def next_batch(batches: Iterator[Tensor], step: int, cfg: TrainConfig, share: int) -> Tensor:
     try:
         batch = next(batches)
     except StopIteration:
@@ -206,7 +206,7 @@ def _next_batch(batches: Iterator[Tensor], step: int, cfg: TrainConfig, share: i
     return batch
 
 
-def _save(
+def save_state(
     run: RunConfig,
     step: int,
     sae: TrainableSAE[Any],
@@ -226,7 +226,7 @@ def _save(
     save_checkpoint(run.checkpoint_dir, step, state, keep=run.keep_checkpoints)
 
 
-def _snapshot_folder(run: RunConfig, sae: TrainableSAE[Any]) -> Path | None:
+def run_snapshot_folder(run: RunConfig, sae: TrainableSAE[Any]) -> Path | None:
     """The run's snapshot folder (checked to hold this config's snapshots only), or None."""
     if run.snapshot_every is None or run.checkpoint_dir is None:
         return None
@@ -235,7 +235,7 @@ def _snapshot_folder(run: RunConfig, sae: TrainableSAE[Any]) -> Path | None:
     return folder
 
 
-def _maybe_snapshot(run: RunConfig, folder: Path | None, step: int, sae: TrainableSAE[Any]) -> None:
+def maybe_snapshot(run: RunConfig, folder: Path | None, step: int, sae: TrainableSAE[Any]) -> None:
     if folder is not None and run.snapshot_every is not None:
         if snapshot_due(step, run.snapshot_every, sae.cfg.total_steps):
             save_snapshot(folder, step, sae)
@@ -262,15 +262,17 @@ def _maybe_resume(
     return ckpt.step, list(ckpt.state["history"])
 
 
-class _WandbLogger:
+class WandbLogger:
     """Weights & Biases, imported only when asked for (it is not a hard dependency)."""
 
-    def __init__(self, cfg: TrainConfig, run: RunConfig) -> None:
+    def __init__(self, cfg: TrainConfig, run: RunConfig, *, name: str | None = None, group: str | None = None) -> None:
         try:
             import wandb
         except ImportError as err:
             raise ImportError("use_wandb=True needs the `wandb` package: pip install wandb") from err
-        self._run = wandb.init(project=run.wandb_project, config=cfg.to_dict(), reinit=True)
+        # "create_new": a sweep keeps one live run per member in this process.
+        self._run = wandb.init(project=run.wandb_project, config=cfg.to_dict(), name=name, group=group,
+                               reinit="create_new")  # fmt: skip
 
     def log(self, row: dict[str, Any]) -> None:
         self._run.log({k: v for k, v in row.items() if k != "step"}, step=int(row["step"]))

@@ -4,7 +4,8 @@ usage: python tests/train/_distributed_worker.py JOB_FILE
 
 JOB_FILE is JSON: ``{"timeout_s": float, "out": folder, "runs": [run, ...]}``, each run
 ``{"name": str, "cfg": TrainConfig.to_dict(), "run": RunConfig.to_dict(), "delay": seconds
-per batch, "seed": data seed}``. The rank joins the job the test launched it into (RANK,
+per batch, "seed": data seed}``, or a sweep: ``"sweep": [TrainConfig.to_dict(), ...]`` in place
+of ``"cfg"`` (one ``<name>-<member>-rank<R>.pt`` per member). The rank joins the job the test launched it into (RANK,
 WORLD_SIZE, ... in the environment), trains every run in turn as one replica of a single
 group on its share of a synthetic global batch, and saves ``<out>/<name>-rank<R>.pt``: the
 final state_dict, the history and where it resumed from. Every rank saves, so the test can
@@ -21,6 +22,7 @@ import torch
 from saelab.distributed import join, leave, split_world
 from saelab.train import TrainConfig
 from saelab.train.replicated import share_of
+from saelab.train.sweep import fit_sweep
 from saelab.train.trainer import RunConfig, fit
 from tests._synthetic import synthetic_source
 
@@ -43,6 +45,9 @@ def main(job_file: str) -> None:
     _, replicas = split_world(world, 1)
     try:
         for spec in job["runs"]:
+            if "sweep" in spec:
+                _sweep(spec, job["out"], replicas, world.rank)
+                continue
             cfg = TrainConfig.from_dict(spec["cfg"])
             source = synthetic_source(cfg.d_in, cfg.batch_size, seed=spec["seed"])
             if spec.get("delay"):
@@ -62,6 +67,15 @@ def main(job_file: str) -> None:
         leave(finished=False)
         raise
     leave()
+
+
+def _sweep(spec, out: str, replicas, rank: int) -> None:
+    """A sweep run: ``spec["sweep"]`` lists the members' configs; one file per member."""
+    configs = [TrainConfig.from_dict(c) for c in spec["sweep"]]
+    source = synthetic_source(configs[0].d_in, configs[0].batch_size, seed=spec["seed"])
+    result = fit_sweep(configs, share_of(source, replicas), RunConfig.from_dict(spec["run"]), replicas)
+    for i, member in enumerate(result.results):
+        torch.save({"state": member.sae.state_dict()}, Path(out) / f"{spec['name']}-{i}-rank{rank}.pt")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from saelab.extract.extract import extract_features
 from saelab.saes import load_sae
-from saelab.train import BatchTopKConfig, JumpReLUConfig, ReLUConfig
+from saelab.train import BatchTopKConfig, JumpReLUConfig, MatryoshkaBatchTopKConfig, ReLUConfig
 from saelab.train.__main__ import build_config, main, parse_args
 
 
@@ -27,7 +27,7 @@ def test_cli_defaults():
         parse_args(["--activation", "sigmoid"])
 
 
-@pytest.mark.parametrize("activation", ["relu", "jumprelu", "topk", "batchtopk"])
+@pytest.mark.parametrize("activation", ["relu", "jumprelu", "topk", "batchtopk", "matryoshka_batchtopk"])
 def test_every_registered_architecture_is_a_choice(activation):
     assert parse_args(["--activation", activation]).activation == activation
 
@@ -63,6 +63,24 @@ def test_cli_trains_saves_and_evaluates(tmp_path, monkeypatch, capsys, model):
     printed = capsys.readouterr().out
     for row in ("train_l0", "explained_variance", "ce_loss_recovered", "dead_fraction"):
         assert row in printed
+
+
+@pytest.mark.slow
+def test_a_cli_sweep_trains_saves_and_evaluates_every_member(tmp_path, monkeypatch, capsys, model):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "sweep"
+    code = main([
+        "--sweep", "k=4,8", "--layer", "1", "--tokens", "4096", "--batch-size", "512", "--hidden-dim", "64",
+        "--eval-sequences", "2", "--out", str(out), "--device", "cpu",
+    ])  # fmt: skip
+    assert code == 0
+    folders = sorted(p for p in out.iterdir() if p.is_dir())
+    assert [f.name.split("-")[:3] for f in folders] == [["topk", "64", "k4"], ["topk", "64", "k8"]]
+    for folder, k in zip(folders, (4, 8), strict=True):
+        feats = extract_features(model, load_sae(folder, device="cpu"), ["a tiny check"])
+        assert feats.shape == (1, 64) and int((feats[0] > 0).sum()) <= k
+    printed = capsys.readouterr().out
+    assert "Saved 2 SAEs" in printed and "ce_loss_recovered" in printed
 
 
 def test_markdown_table():
@@ -103,3 +121,14 @@ def test_torchrun_trains_one_sae_per_group_of_ranks(tmp_path, model):
         assert ours.keys() == reference.keys()
         for name, value in reference.items():
             torch.testing.assert_close(ours[name], value, atol=1e-5, rtol=1e-5, msg=f"{hook} {name}")
+
+
+def test_a_sweep_takes_one_hook_and_its_members_set_their_own_sparsity():
+    args = parse_args(["--sweep", "k=16,32", "--activation", "matryoshka_batchtopk", "--prefix-sizes", "16", "64"])
+    assert args.sweep == ["k=16,32"]
+    cfg = build_config(args, d_in=16, steps=100, model_name="m", hook="blocks.1.hook_resid_pre", dataset="d")
+    assert isinstance(cfg, MatryoshkaBatchTopKConfig) and cfg.prefix_sizes == (16, 64)
+    for bad in (["--sweep", "k=1", "--layers", "1", "2"], ["--sweep", "k=1", "--target-l0", "32"],
+                ["--sweep", "k=1", "--sweep-file", "s.json"]):  # fmt: skip
+        with pytest.raises(SystemExit):
+            parse_args(bad)

@@ -4,7 +4,8 @@ Ranks are started as ``torchrun`` starts them (RANK, WORLD_SIZE, MASTER_ADDR, ..
 environment) and run ``_distributed_worker.py``. Checked here:
 
 * two ranks train the SAE a single process trains from the same global batches (TopK,
-  BatchTopK, ReLU), with identical dead-latent statistics and bit-identical replicas;
+  BatchTopK, ReLU), with identical dead-latent statistics and bit-identical replicas; a sweep
+  of the three over two ranks equals each trained alone;
 * a run resumes from its checkpoints after a rank is SIGKILLed (the surviving rank fails
   instead of hanging), and across world sizes (2 ranks stopped, 1 process resumes; and back);
 * a bad launch fails fast with a clear error: ranks with different configs, a rank missing
@@ -117,6 +118,7 @@ def two_ranks(tmp_path_factory) -> Finished:
     runs = [_spec(name, full) for name, full in CFGS.items()]
     runs.append(_spec("stopped", cfg, dataclasses.replace(RUN, checkpoint_dir=str(stopped), stop_at=20)))
     runs.append(_spec("from_one", cfg, dataclasses.replace(RUN, checkpoint_dir=str(from_one))))
+    runs.append({**_spec("sweep", cfg), "sweep": [c.to_dict() for c in CFGS.values()]})
     job = _launch(root / "job", {0: runs, 1: runs})
     for activation in CFGS:  # while the ranks train
         _reference(activation)
@@ -146,6 +148,15 @@ def test_two_ranks_equal_one_process(two_ranks, activation):
         aux = torch.tensor(history["loss_aux"]) > 0
         assert aux.any(), "no latent died, so AuxK never ran: lower dead_tokens_threshold"
         assert torch.equal(aux, torch.tensor(reference.history["loss_aux"].to_numpy() > 0))
+
+
+def test_a_sweep_over_two_ranks_equals_each_member_alone(two_ranks):
+    """Every rank trains every member on its share of each batch (data parallel per member)."""
+    for i, activation in enumerate(CFGS):
+        ranks = [_result(two_ranks.job, f"sweep-{i}", r) for r in (0, 1)]
+        for name, value in ranks[0]["state"].items():
+            assert torch.equal(ranks[1]["state"][name], value), f"the replicas' {activation} {name} differ"
+        _assert_equals_reference(ranks[0]["state"], _reference(activation))
 
 
 def test_two_ranks_stopped_then_one_process_resumes(two_ranks):

@@ -32,6 +32,7 @@ from .features import (
     logit_lens_bar as logit_lens_bar,
     top_features_bar as top_features_bar,
 )
+from .frontiers import sweep_frontiers as sweep_frontiers
 from .highlight import (
     TokenHighlight as TokenHighlight,
     highlight_feature as highlight_feature,

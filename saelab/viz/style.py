@@ -49,6 +49,8 @@ VALUE_LABELS: dict[str, str] = {
     "mean": "mean activation",
     "l0": "L0 (active features per token)",
     "explained_variance": "explained variance",
+    "explained_variance_typical": "explained variance without massive activations",
+    "ce_loss_recovered": "CE loss recovered",
     "loss": "loss",
 }
 FRACTION_COLUMNS = {"frequency", "frac_active", "frac_examples_active", "explained_variance"}

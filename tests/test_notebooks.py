@@ -25,7 +25,7 @@ FIGURES = {
     ],
     "04_custom_training": [
         "04_training_curves", "04_pareto_explained_variance", "04_pareto_ce_loss_recovered", "04_dead_fraction",
-        "04_feature_density", "04_feature_emergence",
+        "04_feature_density", "04_feature_emergence", "04_sweep_frontiers",
     ],
     "05_interventions": [
         "05_steering_methods", "05_steering_summary", "05_attribution_vs_ablation", "05_attribution_by_position",

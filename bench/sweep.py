@@ -9,6 +9,9 @@ Measured, each in a fresh process so that its peak memory is its own:
 * **sweep**: ``fit_sweep`` on the four configs, every batch read once;
 * **SAELens**: its ``SAETrainer`` on one of the configs (k=32), the same batches (the
   settings of bench/train.py, which explains how the two trainers are matched);
+* **splitting**: a narrow BatchTopK (d_sae / 4), a wide one and a wide Matryoshka whose first level
+  is the narrow width, in one sweep; how each narrow feature is found in the wide SAE and in the
+  Matryoshka's first level (the paper's claim: parents stay whole there, plain SAEs split them);
 * **exact L0**: a BatchTopK (k=32), a JumpReLU and a TopK (k=64) trained in one sweep, then
   ``adjust_thresholds`` to targets near and far from their L0, the TopK converted to JumpReLU:
   held-out L0 against the target (goal within 2%), and the explained-variance cost.
@@ -32,6 +35,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from saelab.evals import explained_variance
@@ -41,6 +45,7 @@ from saelab.train.pipeline import store_source
 
 HERE = Path(__file__).resolve().parent
 TARGET_RATIO = 0.9
+PATHS = ("sequential", "sweep", "saelens", "exact", "splitting")
 EV_TOLERANCE = 0.005
 
 
@@ -88,6 +93,9 @@ def child(args: argparse.Namespace) -> None:
     run = RunConfig(progress=False)
     before = memory_kb("VmRSS")
     start = time.perf_counter()
+    if args.child == "splitting":
+        splitting(args, store, cfgs)
+        return
     if args.child == "exact":
         # Its own, larger held-out split (a reopened store's fraction): 5% of 100k tokens is some 38
         # sequences from a few documents, whose mean L0 alone wanders by 5-19% (the 'blocks' column).
@@ -136,6 +144,39 @@ def exact_l0(args: argparse.Namespace, store: ActivationStore, cfgs: list[TrainC
     print(json.dumps({"path": "exact", "rows": rows, "n_held_out": store.n_rows("held_out")}))
 
 
+def splitting(args: argparse.Namespace, store: ActivationStore, cfgs: list[TrainConfig]) -> None:
+    """A narrow BatchTopK (d_sae / 4), a wide one and a wide Matryoshka whose first level is the
+    narrow width, trained in one sweep; each narrow feature matched by decoder direction
+    (``evolution.match_features``, its null) in the wide SAE and in the Matryoshka's first level."""
+    from saelab.evolution import match_features
+
+    narrow_width = args.d_sae // 4
+    # Seeds differ: the same seed would start a wide SAE's first latents on the narrow one's directions.
+    common = {f: getattr(cfgs[0], f) for f in ("d_in", "batch_size", "hook_name")}
+    common.update(total_steps=args.split_steps, lr_warmup_steps=args.split_steps // 10,
+                  lr_decay_steps=args.split_steps // 5, k=32, topk_threshold_lr=0.1)  # fmt: skip
+    members = [
+        config_for("batchtopk", d_sae=narrow_width, seed=args.seed + 1, **common),
+        config_for("batchtopk", d_sae=args.d_sae, seed=args.seed + 2, **common),
+        config_for(
+            "matryoshka_batchtopk", d_sae=args.d_sae, prefix_sizes=(narrow_width,), seed=args.seed + 3, **common
+        ),
+    ]
+    source = store_source(store, args.hook, args.batch_size, args.seed)
+    narrow, wide, nested = [r.sae.W_dec.detach() for r in fit_sweep(members, source, RunConfig(progress=False)).results]
+    rows = []
+    for name, dirs in (("BatchTopK, all", wide), ("Matryoshka, first level", nested[:narrow_width]),
+                       ("Matryoshka, all", nested)):  # fmt: skip
+        found = match_features(narrow, dirs, method="decoder")
+        unit = lambda w: w / w.norm(dim=1, keepdim=True)  # noqa: E731
+        children = (unit(narrow) @ unit(dirs).T >= found.threshold).sum(1).float()
+        matched = found.best["matched"].to_numpy(bool)
+        rows.append({"in": name, "median_best": float(np.median(found.best["similarity"].to_numpy(float))),
+                     "matched": float(matched.mean()), "threshold": found.threshold, "null_rate": found.null_rate,
+                     "split": float((children[torch.from_numpy(matched)] >= 2).float().mean())})  # fmt: skip
+    print(json.dumps({"path": "splitting", "rows": rows, "narrow": narrow_width, "steps": args.split_steps}))
+
+
 @torch.no_grad()
 def mean_l0(sae, x: torch.Tensor) -> float:
     return float(sum(int((sae.encode(x[i : i + 4096]) != 0).sum()) for i in range(0, len(x), 4096)) / len(x))
@@ -173,14 +214,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--calibration-rows", type=int, default=20_000, help="exact L0: calibration rows read")
     parser.add_argument("--exact-held-out", type=float, default=0.3, help="exact L0: share of sequences held out")
-    parser.add_argument(
-        "--paths",
-        nargs="+",
-        default=["sequential", "sweep", "saelens", "exact"],
-        choices=["sequential", "sweep", "saelens", "exact"],
-        help="what to measure",
-    )
-    parser.add_argument("--child", choices=("sequential", "sweep", "saelens", "exact"), help=argparse.SUPPRESS)
+    parser.add_argument("--split-steps", type=int, default=200, help="splitting: steps of its three SAEs")
+    parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS, help="what to measure")
+    parser.add_argument("--child", choices=PATHS, help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -199,12 +235,15 @@ def main() -> None:
         report_speed(args, results)
     if "exact" in results:
         report_exact(args, results["exact"])
+    if "splitting" in results:
+        report_splitting(results["splitting"])
 
 
 def _forward(args: argparse.Namespace) -> list[str]:
     return ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--d-sae", str(args.d_sae),
             "--ks", ",".join(map(str, args.ks)), "--hook", args.hook, "--seed", str(args.seed),
-            "--calibration-rows", str(args.calibration_rows), "--exact-held-out", str(args.exact_held_out)]  # fmt: skip
+            "--calibration-rows", str(args.calibration_rows), "--exact-held-out", str(args.exact_held_out),
+            "--split-steps", str(args.split_steps)]  # fmt: skip
 
 
 def report_speed(args: argparse.Namespace, r: dict) -> None:
@@ -225,6 +264,19 @@ def report_speed(args: argparse.Namespace, r: dict) -> None:
           f"{seq['state_mb'] / len(args.ks):.0f} MB, at a time), sweep {sweep['peak_rise_mb']:.0f} MB")  # fmt: skip
     print(f"the members' state {state:.0f} MB + one batch {batch:.1f} MB = {state + batch:.0f} MB; "
           f"sweep / that = {sweep['peak_rise_mb'] / (state + batch):.2f}")  # fmt: skip
+
+
+def report_splitting(r: dict) -> None:
+    print(
+        f"\nfeature splitting: each feature of a {r['narrow']:,}-wide BatchTopK matched by decoder direction "
+        f"({r['steps']} steps each; 'split': matched features with 2 or more latents above the threshold)"
+    )
+    print(f"{'in':<24} {'median best cos':>15} {'matched':>8} {'split':>7} {'threshold':>9} {'null rate':>9}")
+    for row in r["rows"]:
+        print(
+            f"{row['in']:<24} {row['median_best']:>15.3f} {row['matched']:>8.1%} {row['split']:>7.1%} "
+            f"{row['threshold']:>9.3f} {row['null_rate']:>9.1%}"
+        )
 
 
 def report_exact(args: argparse.Namespace, exact: dict) -> None:

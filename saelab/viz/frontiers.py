@@ -15,6 +15,9 @@ from plotly.subplots import make_subplots
 from saelab.evals.pareto import frontier
 from saelab.viz.style import apply_layout, category_color, check_frame, check_numeric, unique_in_order, value_label
 
+_SHORT = {"explained_variance_typical": "EV without massive activations"}
+"""Panel titles that would run into their neighbours at full length."""
+
 
 def sweep_frontiers(
     frame: pd.DataFrame,
@@ -28,7 +31,7 @@ def sweep_frontiers(
     check_frame(frame, ["l0", by, "member", *qualities], "sweep frame")
     check_numeric(frame, ["l0", *qualities], "sweep frame")
     groups = [str(g) for g in unique_in_order(frame[by])]
-    fig = make_subplots(rows=1, cols=len(qualities), subplot_titles=[value_label(q) for q in qualities],
+    fig = make_subplots(rows=1, cols=len(qualities), subplot_titles=[_SHORT.get(q, value_label(q)) for q in qualities],
                         horizontal_spacing=0.1)  # fmt: skip
     for col, quality in enumerate(qualities, start=1):
         lines = frontier(frame, quality, by)

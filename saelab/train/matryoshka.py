@@ -46,7 +46,7 @@ from saelab.train.base import TrainStepOutput
 from saelab.train.batchtopk import BatchTopKConfig, TrainableBatchTopKSAE
 from saelab.train.kernels.dense import matmul
 from saelab.train.kernels.pairs import ActivePairs
-from saelab.train.kernels.sparse import decode_pairs, selected_pre_acts
+from saelab.train.kernels.sparse import decode_pairs
 from saelab.train.registry import Architecture, Calibration
 
 DEFAULT_LADDER: tuple[int, ...] = (16, 8, 4, 2)
@@ -118,27 +118,7 @@ class TrainableMatryoshkaBatchTopKSAE(TrainableBatchTopKSAE):
         }
         return self._step_output(x_BD, out.x_hat, {**inner, "aux": out.losses["aux"]}, dense_feats=feats_BF)
 
-    def _train_fast(self, x_BD: Tensor) -> TrainStepOutput:
-        # TopKFamilySAE._train_fast with the nested decoder in place of the single one.
-        plan = self._aux_plan()
-        aux_pairs = joined = None
-        with torch.no_grad():
-            pre_BF = self._pre_acts_into_workspace(x_BD)
-            pairs = self._select(pre_BF)
-            if plan.k_aux > 0:
-                aux_pairs = ActivePairs.per_token(self._aux_indices(pre_BF, plan), self.cfg.d_sae)
-                joined = pairs.join(aux_pairs)
-        encoded = pairs if joined is None else joined.pairs
-        selected = selected_pre_acts(x_BD, self.b_dec, self.W_enc, self.b_enc, pre_BF, encoded)
-        values = (selected if joined is None else selected[joined.at_first]).relu()
-        x_hat, inner = self._nested_decode(values, pairs, x_BD)
-        aux = x_hat.new_zeros(())
-        if joined is not None and aux_pairs is not None:
-            e_hat = decode_pairs(selected[joined.at_second], self.W_dec, aux_pairs)
-            aux = self._aux_loss(e_hat, x_BD, x_hat, plan.scale)
-        return self._step_output(x_BD, x_hat, {**inner, "aux": aux}, sparse_feats=pairs.csr(values))
-
-    def _nested_decode(
+    def _decode_kept(
         self, values: Float[Tensor, " nnz"], pairs: ActivePairs, x_BD: Tensor
     ) -> tuple[Float[Tensor, "batch d_in"], dict[str, Tensor]]:
         """The full reconstruction and each inner prefix's loss. Each level's pairs are

@@ -120,12 +120,19 @@ class TopKFamilySAE(TrainableSAE[T]):
         encoded = pairs if joined is None else joined.pairs
         selected = selected_pre_acts(x_BD, self.b_dec, self.W_enc, self.b_enc, pre_BF, encoded)
         values = (selected if joined is None else selected[joined.at_first]).relu()
-        x_hat = decode_pairs(values, self.W_dec, pairs) + self.b_dec
+        x_hat, extra = self._decode_kept(values, pairs, x_BD)
         aux = x_hat.new_zeros(())
         if joined is not None and aux_pairs is not None:
             e_hat = decode_pairs(selected[joined.at_second], self.W_dec, aux_pairs)
             aux = self._aux_loss(e_hat, x_BD, x_hat, plan.scale)
-        return self._step_output(x_BD, x_hat, {"aux": aux}, sparse_feats=pairs.csr(values))
+        return self._step_output(x_BD, x_hat, {**extra, "aux": aux}, sparse_feats=pairs.csr(values))
+
+    def _decode_kept(
+        self, values: Float[Tensor, " nnz"], pairs: ActivePairs, x_BD: Tensor
+    ) -> tuple[Float[Tensor, "batch d_in"], dict[str, Tensor]]:
+        """The fast step's reconstruction from the kept pairs, and any loss parts the decode
+        adds (none here; Matryoshka's nested levels add one per inner prefix)."""
+        return decode_pairs(values, self.W_dec, pairs) + self.b_dec, {}
 
     def _aux_plan(self) -> AuxPlan:
         """With fewer dead latents than aux_k, the loss is scaled by n_dead / aux_k (as in

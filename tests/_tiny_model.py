@@ -19,6 +19,7 @@ import os
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+from saelab.forward.weight_layout import use_forward_layouts
 from saelab.models import EMBEDDED_MODEL, EMBEDDED_MODELS, gguf_path
 
 TINY_MODEL_NAME = "tiny-smollm2-shape"
@@ -77,7 +78,7 @@ def build_tiny_model(seed: int = 0) -> HookedTransformer:
     with torch.no_grad():
         for name, param in model.named_parameters():
             param.copy_(_initial_value(name, param.shape, gen, cfg))
-    return model.eval()
+    return use_forward_layouts(model.eval())  # as load_model gives every real model
 
 
 def _initial_value(name: str, shape: torch.Size, gen: torch.Generator, cfg: HookedTransformerConfig) -> torch.Tensor:

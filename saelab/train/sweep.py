@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from saelab._util.atomic import atomic_write_text
 from saelab._util.keys import stable_hash
-from saelab.train.base import TrainableSAE
+from saelab.train.base import TrainableSAE, share_scratch
 from saelab.train.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, load_latest, restore_rng
 from saelab.train.config import TrainConfig
 from saelab.train.optim import make_optimizer, make_scheduler, train_step
@@ -139,6 +139,7 @@ def fit_sweep(
     share = share_size(cfg0, replicas)
     leader = replicas is None or replicas.is_leader
     members = [_new_member(name, cfg, run, replicas) for name, cfg in zip(names, configs, strict=True)]
+    share_scratch([m.sae for m in members])  # stepped in turn: one pre-activation buffer per shape
     if run.checkpoint_dir:
         _check_manifest(Path(run.checkpoint_dir), names, configs, write=leader)
     with replicas.leader_first() if replicas is not None else contextlib.nullcontext():

@@ -62,6 +62,10 @@ def test_each_member_equals_its_config_trained_alone_and_batches_are_read_once(a
     # One read per step for all four members, and one input-norm estimate that they share.
     assert len(reads) == CONFIGS[0].total_steps + CONFIGS[0].norm_batches
     assert sweep.steps_done == 30 and sweep.resumed_from is None
+    # Stepped in turn, the members share their scratch memory: one buffer per shape, not per member.
+    scratch = sweep.results[0].sae._scratch  # noqa: SLF001
+    assert all(r.sae._scratch is scratch for r in sweep.results)  # noqa: SLF001
+    assert sorted(key[1] for key in scratch) == [32, 48]
 
 
 def test_a_stopped_sweep_resumes_where_an_uninterrupted_one_ends(tmp_path, alone) -> None:

@@ -4,7 +4,7 @@
     python bench/forward_layout.py --profile gemma   # Gemma-3-270M
 
 TransformerLens 3.x copies every MLP, attention and unembedding weight on every forward
-(``W.T.contiguous()``, einops rearranges); :func:`saelab.forward.weight_layout.use_forward_layouts`
+(``W.T.contiguous()``, einops rearranges); :func:`saelab._util.weight_layout.use_forward_layouts`
 stores them so that those copies become views (``load_model`` does it for every model). Measured
 side by side in one process, the same model in both layouts, best of ``--repeats`` each:
 

@@ -37,7 +37,7 @@ from saelab._util.atomic import write_dir_atomically
 from saelab._util.device import default_device
 from saelab._util.keys import stable_hash
 from saelab._util.paths import cache_dir
-from saelab.forward.weight_layout import use_forward_layouts
+from saelab._util.weight_layout import use_forward_layouts
 
 log = logging.getLogger(__name__)
 

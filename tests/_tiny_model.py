@@ -19,7 +19,7 @@ import os
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from saelab.forward.weight_layout import use_forward_layouts
+from saelab._util.weight_layout import use_forward_layouts
 from saelab.models import EMBEDDED_MODEL, EMBEDDED_MODELS, gguf_path
 
 TINY_MODEL_NAME = "tiny-smollm2-shape"

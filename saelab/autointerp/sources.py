@@ -3,7 +3,8 @@
 Two sources, one interface (:class:`ActivationSource`):
 - :class:`StoreSource`: a split of an activation store (by default its held-out part). The
   activations are already on disk, so the pass runs no model at all.
-- :class:`TextSource`: any list of texts, run through the model once, as deep as the hook.
+- :class:`TextSource`: any list of texts, run through the model once, as deep as the hook
+  (or read back from the residual cache, when an extraction of the same texts kept them).
 
 A chunk holds ``[batch, pos]`` token ids, the ``[batch, pos, d_model]`` activations and a
 ``valid`` mask of the positions that were encoded (never BOS, pads, or what the store left
@@ -26,7 +27,9 @@ from transformer_lens import HookedTransformer
 
 from saelab._util.keys import model_identity, stable_hash, texts_digest
 from saelab.extract.batches import pad_rows
+from saelab.extract.cache import feature_cache_dir
 from saelab.extract.hooks import hook_activations
+from saelab.extract.residuals import load_residuals
 from saelab.extract.tokens import tokenize
 from saelab.store.config import Split
 from saelab.store.reader import ActivationStore
@@ -134,11 +137,19 @@ class TextSource:
     batch_size: int = 16
     max_length: int | None = None
     """Cut texts at this many tokens, BOS included (None: the model's context)."""
+    reuse_activations: bool = True
+    """Read the activations from the residual cache when an extraction of these texts left
+    them there (:mod:`saelab.extract.residuals`), instead of running the model again."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or (self.max_length is not None and self.max_length < 2):
             raise ValueError(f"batch_size must be >= 1 and max_length >= 2, got {self.batch_size}, {self.max_length}")
         self._tokenized = tokenize(self.model, list(self.texts), max_length=self.max_length)
+        self._cached = (
+            load_residuals(self.model, self.hook, self.texts, self.max_length, feature_cache_dir())
+            if self.reuse_activations
+            else None
+        )
         self.key = stable_hash(["texts", model_identity(self.model), self.hook, texts_digest(self.texts),
                                 self.max_length])  # fmt: skip
         self.n_chunks = math.ceil(len(self.texts) / self.batch_size)
@@ -153,7 +164,10 @@ class TextSource:
         take = list(range(index * self.batch_size, min(len(self.texts), (index + 1) * self.batch_size)))
         width = max(len(self._tokenized.ids[i]) for i in take)
         batch = pad_rows(self._tokenized, take, width, "right", True, pad_id=0)  # pads are masked: any id works
-        acts = hook_activations(self.model, self.hook, batch.tokens, batch.attention_mask)
+        if self._cached is not None:
+            acts = self._cached.padded(batch.index, batch.attention_mask).to(self.model.cfg.device or "cpu")
+        else:
+            acts = hook_activations(self.model, self.hook, batch.tokens, batch.attention_mask)
         return Chunk(batch.index, batch.tokens, acts.float(), batch.pool_mask.to(acts.device))
 
 

@@ -10,6 +10,9 @@ tokenizer and every weight; :func:`saelab._util.keys.model_identity`), the SAE's
 and every parameter), the texts, BOS exclusion and :data:`CACHE_VERSION`. A changed model,
 SAE or text list therefore never reads stale features, and a cold and a warm load of the
 same model share every entry.
+
+The extraction also keeps the model's activations at those hooks (:mod:`saelab.extract.residuals`,
+under ``<root>/residuals``), so another SAE at the same hooks is only an encode away.
 """
 
 from __future__ import annotations
@@ -64,9 +67,12 @@ def cached_per_token(
     missing = {name: sae for name, sae in saes.items() if name not in found}
     if missing:
         log.info("Extracting per-token features for %s (%d texts)", list(missing), len(texts))
+        # The model's activations are kept beside the features (and read back when another
+        # SAE at the same hooks asks for the same texts): see saelab.extract.residuals.
         computed = extract_per_token_multi(
-            model, missing, texts, exclude_bos=exclude_bos, batch_size=batch_size, progress=progress
-        )
+            model, missing, texts, exclude_bos=exclude_bos, batch_size=batch_size, progress=progress,
+            residual_root=None if refresh else folder,
+        )  # fmt: skip
         for name, per_token in computed.items():
             per_token.save(paths[name])
         found.update(computed)

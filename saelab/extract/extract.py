@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 
 import torch
 from jaxtyping import Bool, Float
@@ -25,6 +26,7 @@ from transformer_lens import HookedTransformer
 from saelab.extract.batches import DEFAULT_MAX_BATCH_BYTES, Batch, PaddingSide, iter_batches
 from saelab.extract.hooks import encode_activations, run_hooks
 from saelab.extract.per_token import POOLINGS, PerTokenFeatures, Pooling, SparseRows, assemble_per_token, split_rows
+from saelab.extract.residuals import ResidualWriter, load_residuals
 from saelab.extract.tokens import Tokenized, tokenize
 from saelab.saes import check_compatible, sae_hook_name
 
@@ -124,10 +126,17 @@ def extract_per_token_multi(
     padding_side: PaddingSide = "right",
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
     progress: bool | None = None,
+    residual_root: Path | None = None,
 ) -> dict[str, PerTokenFeatures]:
-    """:func:`extract_per_token` for several SAEs from one model pass per batch."""
+    """:func:`extract_per_token` for several SAEs from one model pass per batch.
+
+    With ``residual_root``, the model's activations are read from the residual cache there
+    when every hook has an entry for these texts (no model pass), and otherwise kept there
+    for the next SAE (:mod:`saelab.extract.residuals`)."""
     rows: dict[str, list[tuple[int, SparseRows]]] = {name: [] for name in saes}
-    tokenized, stream = _stream(model, saes, texts, exclude_bos, batch_size, padding_side, max_batch_bytes, progress)
+    tokenized, stream = _stream(
+        model, saes, texts, exclude_bos, batch_size, padding_side, max_batch_bytes, progress, residual_root
+    )
     for batch, acts in stream:
         for name, acts_BPF in acts.items():
             rows[name].extend(split_rows(acts_BPF, batch))
@@ -183,8 +192,10 @@ def _stream(
     padding_side: PaddingSide,
     max_batch_bytes: int,
     progress: bool | None,
+    residual_root: Path | None = None,
 ) -> tuple[Tokenized, Iterator[tuple[Batch, dict[str, Tensor]]]]:
-    """Tokenize, then yield each batch with every SAE's features from one model pass."""
+    """Tokenize, then yield each batch with every SAE's features from one model pass (or
+    from the residual cache under ``residual_root``, when it holds every hook)."""
     _validate_options(batch_size, padding_side)
     if not saes:
         raise ValueError("saes is empty; pass at least one SAE, e.g. {'layer 20': sae}.")
@@ -197,12 +208,27 @@ def _stream(
     widest = max(sae.cfg.d_sae for sae in saes.values())
     batches = list(iter_batches(tokenized, batch_size, padding_side, exclude_bos, widest, max_batch_bytes))
     show = progress if progress is not None else len(batches) > 4
-    desc = f"features @ {', '.join(dict.fromkeys(hooks.values()))}"
+    needed = sorted(set(hooks.values()))
+    cached = {h: load_residuals(model, h, texts, None, residual_root) for h in needed} if residual_root else {}
+    reuse = bool(cached) and all(entry is not None for entry in cached.values())
+    writer = None
+    if residual_root is not None and not reuse:
+        missing = [h for h in needed if cached.get(h) is None]
+        writer = ResidualWriter(model, texts, tokenized, missing, residual_root)
+    desc = f"features @ {', '.join(dict.fromkeys(hooks.values()))}" + (" (cached activations)" if reuse else "")
 
     def generate() -> Iterator[tuple[Batch, dict[str, Tensor]]]:
         for batch in tqdm(batches, desc=desc, disable=not show, leave=False):
-            acts = run_hooks(model, sorted(set(hooks.values())), batch.tokens, batch.attention_mask)
+            if reuse:
+                device = model.cfg.device or "cpu"
+                acts = {h: e.padded(batch.index, batch.attention_mask).to(device) for h, e in cached.items() if e}
+            else:
+                acts = run_hooks(model, needed, batch.tokens, batch.attention_mask)
+                if writer is not None:
+                    writer.add(batch.index, batch.attention_mask, acts)
             yield batch, {name: encode_batch(sae, acts[hooks[name]], batch) for name, sae in saes.items()}
+        if writer is not None:
+            writer.finish()
 
     return tokenized, generate()
 

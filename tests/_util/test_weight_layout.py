@@ -12,7 +12,7 @@ import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from saelab._util.keys import model_identity
-from saelab.forward.weight_layout import use_forward_layouts
+from saelab._util.weight_layout import use_forward_layouts
 from tests._tiny_model import build_tiny_model
 
 

@@ -16,6 +16,7 @@ from saelab.train.checkpoint import checkpoint_path, list_checkpoints
 from saelab.train.sweep import check_sweep, fit_sweep, member_name
 from saelab.train.trainer import RunConfig, TrainResult, fit
 from tests._synthetic import synthetic_source
+from tests.train._helpers import DEVICES
 
 _BASE = dict(d_in=16, d_sae=48, batch_size=64, total_steps=30, lr=3e-3, lr_warmup_steps=3, lr_decay_steps=6,
              dead_tokens_threshold=256, seed=3, device="cpu")  # fmt: skip
@@ -66,6 +67,21 @@ def test_each_member_equals_its_config_trained_alone_and_batches_are_read_once(a
     scratch = sweep.results[0].sae._scratch  # noqa: SLF001
     assert all(r.sae._scratch is scratch for r in sweep.results)  # noqa: SLF001
     assert sorted(key[1] for key in scratch) == [32, 48]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_mixed_sweep_on_each_device_matches_its_members_alone(device) -> None:
+    configs = [dataclasses.replace(c, device=device, total_steps=12) for c in (CONFIGS[1], CONFIGS[2])]
+    configs.append(config_for("matryoshka_batchtopk", k=4, prefix_sizes=(12,), **{**_BASE, "total_steps": 12,
+                                                                                  "device": device}))  # fmt: skip
+    sweep = fit_sweep(configs, _source(), RUN)
+    for cfg, result in zip(configs, sweep.results, strict=True):
+        alone = fit(cfg, _source(), RUN)
+        assert result.sae.W_enc.device.type == torch.device(device).type
+        for name, value in alone.sae.state_dict().items():
+            # CUDA's atomic scatter-adds may sum in another order; CPU is bit for bit.
+            tol = 0 if device == "cpu" else 1e-5
+            torch.testing.assert_close(result.sae.state_dict()[name], value, rtol=tol, atol=tol)
 
 
 def test_a_stopped_sweep_resumes_where_an_uninterrupted_one_ends(tmp_path, alone) -> None:

@@ -28,6 +28,8 @@ from saelab.train.order_stats import float_keys, keys_to_floats, select_ranked
 from saelab.train.relu import TrainableReLUSAE
 from saelab.train.thresholds import to_jumprelu
 
+from ._helpers import DEVICES
+
 D_IN, D_SAE, N_ROWS = 32, 64, 16_000
 
 
@@ -54,18 +56,18 @@ def held() -> torch.Tensor:
     return planted(N_ROWS, seed=2)
 
 
-def planted_sae(activation: str, **kw: Any) -> TrainableSAE[Any]:
+def planted_sae(activation: str, device: str = "cpu", **kw: Any) -> TrainableSAE[Any]:
     """An SAE that knows the planted atoms (encoder = decoder^T), with non-trivial thresholds."""
     if activation in ("topk", "batchtopk", "matryoshka_batchtopk"):
         kw.setdefault("k", 4)
-    sae = make_sae(config_for(activation, d_in=D_IN, d_sae=D_SAE, device="cpu", **kw))
-    D = _dictionary()
+    sae = make_sae(config_for(activation, d_in=D_IN, d_sae=D_SAE, device=device, **kw))
+    D = _dictionary().to(device)
     with torch.no_grad():
         sae.W_enc.copy_(D.T)
         sae.W_dec.copy_(D)
         sae.b_enc.fill_(-0.1)
         if isinstance(sae, TrainableJumpReLUSAE):
-            sae.threshold.copy_(0.3 * torch.rand(D_SAE, generator=torch.Generator().manual_seed(7)))
+            sae.threshold.copy_(0.3 * torch.rand(D_SAE, generator=torch.Generator().manual_seed(7)).to(device))
         if isinstance(sae, TrainableBatchTopKSAE):
             sae.topk_threshold.fill_(0.4)
     return sae
@@ -102,6 +104,18 @@ def test_a_near_target_takes_one_global_shift(calib, held, activation, target, c
         torch.testing.assert_close(new, (state["threshold"] + result.shift).clamp(min=0))
     if activation == "batchtopk":
         assert float(result.sae.topk_threshold) == pytest.approx(0.4 + result.shift)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_both_paths_hit_the_target_on_each_device(calib, held, device):
+    calib, held = calib.to(device), held.to(device)
+    near = adjust_thresholds(planted_sae("batchtopk", device), calib, held, target_l0=12.0)
+    jumprelu = planted_sae("jumprelu", device)
+    far = adjust_thresholds(jumprelu, calib, held, target_l0=l0(jumprelu, calib) / 3)
+    assert (near.method, far.method) == ("global", "per_feature")
+    for result in (near, far):
+        assert_on_target(result)
+        assert result.sae.W_enc.device.type == torch.device(device).type
 
 
 def test_a_batchtopk_subclass_keeps_its_class_on_the_global_path(calib, held):

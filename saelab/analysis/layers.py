@@ -16,6 +16,7 @@ from saelab._util.hook_names import hook_layer
 from saelab.analysis._checks import as_numpy
 from saelab.analysis.rankings import frequent, selective, strongest
 from saelab.analysis.specialists import SPECIALIST_COLUMNS, specialist_matrix, specialists
+from saelab.analysis.table_cache import cached_specialists
 
 if TYPE_CHECKING:
     from saelab.analysis._checks import Pooled
@@ -45,18 +46,20 @@ class LayerComparison:
 
 
 def compare_layers(
-    pooled_by_sae: Mapping[str, Pooled], labels: Sequence[str], **specialist_kwargs: Any
+    pooled_by_sae: Mapping[str, Pooled], labels: Sequence[str], *, cache: bool = True, **specialist_kwargs: Any
 ) -> LayerComparison:
     """Run strongest / frequent / selective / specialists on each SAE's pooled activations
     (all over the same texts and ``labels``) and line the results up per SAE.
-    ``specialist_kwargs`` go to :func:`specialists`."""
+    ``specialist_kwargs`` go to :func:`specialists`. With ``cache``, each SAE's specialist
+    table is read back when the same activations, labels and settings were tested before
+    (:mod:`saelab.analysis.table_cache`)."""
     if not pooled_by_sae:
         raise ValueError("pooled_by_sae is empty; pass {sae_name: pooled activations}")
     names = list(pooled_by_sae)
     tables, summaries, strong, freq = [], [], [], []
     for name in names:
         x = as_numpy(pooled_by_sae[name], f"pooled_by_sae[{name!r}]")
-        table = specialists(x, labels, **specialist_kwargs)
+        table = (cached_specialists if cache else specialists)(x, labels, **specialist_kwargs)
         tables.append(table.assign(sae=name))
         strong.append(strongest(x, top=5)[["rank", "feature", "max_activation"]].assign(sae=name))
         freq.append(frequent(x, top=5)[["rank", "feature", "frequency"]].assign(sae=name))

@@ -15,12 +15,17 @@ from sae_lens import SAE
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
+from saelab.analysis._checks import as_numpy
 from saelab.analysis.specialists import specialists
+from saelab.analysis.table_cache import cached_specialists
 from saelab.extract.cache import cached_per_token
 from saelab.interventions.feature_scale import feature_stats
 from saelab.interventions.probe import ConceptProbe
 from saelab.interventions.sweep import SweepConfig, SweepResult, steering_sweep, steering_table
 from saelab.saes import sae_hook_name
+
+_TABLE_TOP = 5
+"""Rows per category in the default specialist table (``specialists``'s ``top``)."""
 
 
 @dataclass(frozen=True)
@@ -47,9 +52,17 @@ def ranked_specialists(
     categories: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Each category's ``top`` specialists of ``sae`` by AUROC on the mean-pooled features of
-    ``texts`` (read through the feature cache), as :func:`saelab.analysis.specialists` ranks them."""
+    ``texts`` (read through the feature cache), as :func:`saelab.analysis.specialists` ranks them.
+
+    For every category and ``top`` <= 5 this is the head of the table ``compare_layers``
+    keeps for the same SAE and texts with the default settings (notebook 03's), read back
+    when it exists (:mod:`saelab.analysis.table_cache`): the ranking does not depend on how
+    many rows are reported or on the bootstrap."""
     hook = sae_hook_name(sae)
     pooled = cached_per_token(model, {hook: sae}, texts)[hook].pool("mean")
+    if categories is None and top <= _TABLE_TOP:
+        table = cached_specialists(as_numpy(pooled), labels)
+        return pd.DataFrame(table[table["rank"] <= top]).reset_index(drop=True)
     return specialists(pooled, labels, top=top, n_bootstrap=0, categories=categories)
 
 

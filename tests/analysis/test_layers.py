@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from saelab import analysis
-from saelab.analysis import layers
+from saelab.analysis import layers, table_cache
 from saelab.analysis.layers import LayerComparison
 from tests.analysis._helpers import CONSTANT, N_CAT
 
@@ -93,3 +93,30 @@ def test_layer_trends_uses_given_depth_and_checks_it():
     assert trends.loc["n_specialist_categories", "first"] == 7
     with pytest.raises(ValueError, match="no entry"):
         analysis.layer_trends(comparison, {"blocks.28.hook_resid_pre": 0})
+
+
+def test_compare_layers_reads_back_the_same_tests_and_only_those(synthetic, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAELAB_CACHE", str(tmp_path))
+    x, labels, *_ = synthetic
+    settings = dict(n_permutations=5_000, n_bootstrap=20)
+    first = analysis.compare_layers({"L8": x}, labels, **settings)
+    (entry,) = (tmp_path / "specialists").iterdir()
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the permutation tests ran again")
+
+    monkeypatch.setattr(table_cache, "specialists", fail)
+    again = analysis.compare_layers({"L8": x}, labels, **settings, seed=0)  # a default spelt out: the same table
+    pd.testing.assert_frame_equal(again.specialists, first.specialists)
+    for pooled, labelled, extra in (({"L8": x * 2}, labels, {}), ({"L8": x}, labels, {"seed": 1}),
+                                    ({"L8": x}, list(reversed(labels)), {})):  # fmt: skip
+        with pytest.raises(AssertionError, match="ran again"):  # other activations, settings or labels
+            analysis.compare_layers(pooled, labelled, **settings, **extra)
+    monkeypatch.undo()
+    monkeypatch.setenv("SAELAB_CACHE", str(tmp_path))
+    entry.write_bytes(b"damaged")
+    pd.testing.assert_frame_equal(analysis.compare_layers({"L8": x}, labels, **settings).specialists, first.specialists)
+    fresh = tmp_path / "fresh"
+    monkeypatch.setenv("SAELAB_CACHE", str(fresh))
+    analysis.compare_layers({"L8": x}, labels, cache=False, **settings)
+    assert not fresh.exists()

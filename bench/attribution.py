@@ -49,6 +49,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import torch
+from _timing import best_time  # bench/_timing.py, beside this file
 
 import saelab
 from saelab.extract.tokens import tokenize
@@ -164,15 +165,6 @@ def node_ig_check(model, sae, prompts: torch.Tensor, metric: Callable, top: int,
         rows.append({"estimate": f"per-node IG, {s} step{'s' * (s > 1)}", "pearson": np.corrcoef(est, true)[0, 1],
                      "max_abs_error": float(np.abs(est - true).max()), "seconds": seconds[s]})  # fmt: skip
     return pd.DataFrame(rows).assign(nodes=len(true))
-
-
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def timings(model, saes: dict, tokens: torch.Tensor, steps: int, repeats: int) -> pd.DataFrame:

@@ -17,35 +17,13 @@ side by side in one process, the same model in both layouts, best of ``--repeats
 from __future__ import annotations
 
 import argparse
-import copy
-import time
-from collections.abc import Callable
 
 import torch
-from transformer_lens import HookedTransformer
+from _timing import best_time  # bench/_timing.py, beside this file
 
 import saelab
+from saelab._util.weight_layout import transformer_lens_layout
 from saelab.interventions.generation import sample_rows
-
-
-def standard_layout(model: HookedTransformer) -> HookedTransformer:
-    """A copy whose every parameter is contiguous in its own shape: TransformerLens's layout."""
-    out = copy.deepcopy(model)
-    with torch.no_grad():
-        for module in out.modules():
-            for name, param in list(module.named_parameters(recurse=False)):
-                setattr(module, name, torch.nn.Parameter(param.detach().contiguous(), requires_grad=False))
-    return out
-
-
-def best_of(repeats: int, fn: Callable[[], object]) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -55,7 +33,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=32)
     args = parser.parse_args()
     laid_out = saelab.profiles.get(args.profile).load_model(device="cpu")
-    standard = standard_layout(laid_out)
+    standard = transformer_lens_layout(laid_out)
     gen = torch.Generator().manual_seed(0)
     batch = torch.randint(100, min(laid_out.cfg.d_vocab, 40_000), (16, 128), generator=gen)
     bos = getattr(laid_out.tokenizer, "bos_token_id", None) or 0
@@ -69,8 +47,8 @@ def main() -> None:
         (f"sampling {new} tokens x 8 prompts", lambda m: sample_rows(m, prompts, max_new_tokens=new)),
     ):
         with torch.inference_mode():
-            before = best_of(args.repeats, lambda: run(standard))  # noqa: B023 (called at once)
-            after = best_of(args.repeats, lambda: run(laid_out))  # noqa: B023
+            before = best_time(lambda: run(standard), args.repeats, warmup=True)  # noqa: B023 (called at once)
+            after = best_time(lambda: run(laid_out), args.repeats, warmup=True)  # noqa: B023
         rows.append((label, before, after))
     with torch.inference_mode():
         same = torch.equal(standard(batch[:4]), laid_out(batch[:4]))

@@ -23,25 +23,14 @@ from __future__ import annotations
 
 import argparse
 import threading
-import time
 from collections.abc import Callable
 
 import torch
+from _timing import best_time  # bench/_timing.py, beside this file
 
 from saelab.train import config_for
 from saelab.train.optim import make_optimizer, make_scheduler, train_step
 from saelab.train.registry import make_sae
-
-
-def best_of(repeats: int, fn: Callable[[], object]) -> float:
-    """The fastest of ``repeats`` timed calls (one untimed call first)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def encoder_paths(x: torch.Tensor, ws: list[torch.Tensor], biases: list[torch.Tensor]) -> dict[str, Callable]:
@@ -126,8 +115,8 @@ def main() -> None:
     with torch.no_grad():
         ws = [s.W_enc.detach() for s, _, _ in members]
         biases = [(s.b_enc - s.b_dec @ s.W_enc).detach() for s, _, _ in members]
-        enc = {name: best_of(args.repeats, fn) for name, fn in encoder_paths(x, ws, biases).items()}
-    steps = {name: best_of(args.repeats, fn) for name, fn in step_paths(members, x, args.steps).items()}
+        enc = {name: best_time(fn, args.repeats, warmup=True) for name, fn in encoder_paths(x, ws, biases).items()}
+    steps = {name: best_time(fn, args.repeats, warmup=True) for name, fn in step_paths(members, x, args.steps).items()}
 
     base = enc["separate"]
     print(

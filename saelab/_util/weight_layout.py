@@ -17,6 +17,8 @@ works as before; only ``Tensor.view`` on such a weight would fail, and nothing h
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 from transformer_lens import HookedTransformer
@@ -44,6 +46,18 @@ def use_forward_layouts(model: HookedTransformer) -> HookedTransformer:
                 if order is not None and param.dim() == len(order):
                     setattr(module, name, _stored_as(param, order))
     return model
+
+
+def transformer_lens_layout(model: HookedTransformer) -> HookedTransformer:
+    """A copy of ``model`` whose every parameter is contiguous in its own shape:
+    TransformerLens's own layout, the baseline that ``bench/forward_layout.py`` and the tests
+    compare :func:`use_forward_layouts` against."""
+    out = copy.deepcopy(model)
+    with torch.no_grad():
+        for module in out.modules():
+            for name, param in list(module.named_parameters(recurse=False)):
+                setattr(module, name, nn.Parameter(param.detach().contiguous(), requires_grad=param.requires_grad))
+    return out
 
 
 def _stored_as(param: nn.Parameter, order: tuple[int, ...]) -> nn.Parameter:

@@ -32,8 +32,8 @@ from saelab.extract.tokens import Tokenized
 log = logging.getLogger(__name__)
 
 MAX_ENTRY_MB = 256
-"""Largest entry kept, per hook (the 140-text labelled set is ~52 MB at SmolLM2's width);
-larger text lists are not cached."""
+"""Largest entry kept, per hook (the labelled set, ~23k tokens, is ~52 MB at SmolLM2's
+width); larger text lists are not cached."""
 
 
 class TextResiduals:

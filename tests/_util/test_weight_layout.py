@@ -3,7 +3,6 @@ and no per-call copy of the weights TransformerLens would otherwise transpose.""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import einops
@@ -12,7 +11,7 @@ import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from saelab._util.keys import model_identity
-from saelab._util.weight_layout import use_forward_layouts
+from saelab._util.weight_layout import transformer_lens_layout, use_forward_layouts
 from tests._tiny_model import build_tiny_model
 
 
@@ -23,20 +22,10 @@ def plain_model() -> HookedTransformer:
     return HookedTransformer(cfg).eval()
 
 
-def standard_layout(model: HookedTransformer) -> HookedTransformer:
-    """A copy whose every parameter is contiguous in its own shape (TransformerLens's layout)."""
-    out = copy.deepcopy(model)
-    with torch.no_grad():
-        for module in out.modules():
-            for name, param in list(module.named_parameters(recurse=False)):
-                setattr(module, name, torch.nn.Parameter(param.detach().contiguous(), requires_grad=False))
-    return out
-
-
 @pytest.mark.parametrize("build", [build_tiny_model, plain_model], ids=["gated-gqa", "plain"])
 def test_outputs_are_bitwise_the_same(build):
     laid_out = use_forward_layouts(build())
-    standard = standard_layout(laid_out)
+    standard = transformer_lens_layout(laid_out)
     tokens = torch.randint(1, 90, (3, 12))
     with torch.no_grad():
         assert torch.equal(laid_out(tokens), standard(tokens))
